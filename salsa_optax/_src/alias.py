@@ -1,0 +1,181 @@
+"""The SaLSa optimizers: the full Adam-direction optimizer, its presets, SGD and SLS forms."""
+
+from typing import Any
+
+import optax
+
+from salsa_optax._src.directions import adam_directions
+from salsa_optax._src.transform import salsa_transformation, scale_by_salsa
+
+PUBLISHED_DEFAULTS = {"slope_rtol": 0.5, "smoothing": 0.9}
+"""``c`` and ``beta3`` of the authors' published PyTorch optimizer."""
+
+PAPER_VALUES = {"slope_rtol": 0.3, "smoothing": 0.99}
+"""``c`` and ``beta3`` as given in the text of the SaLSa paper."""
+
+
+def salsa(
+    slope_rtol: Any = 0.5,
+    smoothing: Any = 0.9,
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-8,
+    weight_decay: Any = 0.0,
+    search_with_momentum: bool = False,
+    adaptive_search_frequency: Any = True,
+    decrease_factor: Any = 0.8,
+    increase_factor: Any = 1.1,
+    max_backtracking_steps: Any = 100,
+    initial_learning_rate: Any = 1.0,
+    max_learning_rate: Any = None,
+    warmup_searches: Any = 9,
+    max_search_interval: Any = 10,
+) -> optax.GradientTransformationExtraArgs:
+    r"""ADAM + SaLSa: Adam whose step size is found by SaLSa's smoothed Armijo line search.
+
+    One step, as the reference optimizer executes it (see :func:`scale_by_salsa` for the test and
+    the search-frequency schedule):
+
+    1. decoupled weight decay with the stored step size, :math:`\tilde w = w - \lambda\eta w`;
+    2. Adam moments and bias correction, :math:`P = 1/(\sqrt{\hat v} + \epsilon)`;
+    3. a searching step tests trial points :math:`\tilde w - \eta P g` (or :math:`- \eta P \hat m`
+       with ``search_with_momentum``) and takes the accepted one; a step the schedule skips moves
+       to :math:`\tilde w - \gamma\eta P \hat m`.
+
+    Without weight decay and with ``search_with_momentum=True`` this equals
+    ``optax.chain(optax.scale_by_adam(b1, b2, eps), scale_by_salsa(...))``.
+
+    Args:
+      slope_rtol: :math:`c` of the Armijo test.
+      smoothing: :math:`\beta_3`, the smoothing of both sides of the test.
+      b1: Adam's first-moment decay.
+      b2: Adam's second-moment decay.
+      eps: Adam's :math:`\epsilon`.
+      weight_decay: :math:`\lambda`, decoupled weight decay scaled by the stored step size.
+      search_with_momentum: search along the momentum direction instead of the momentum-free one
+        (static: pass it in ``static_args`` of :func:`optax.inject_hyperparams`).
+      adaptive_search_frequency: search only as often as the step size moves.
+      decrease_factor: factor shrinking a rejected step size.
+      increase_factor: factor growing the stored step size at each step.
+      max_backtracking_steps: at most this many trial points per search.
+      initial_learning_rate: the stored step size before the first step.
+      max_learning_rate: cap on the proposed step size (``None``: no cap).
+      warmup_searches: the first steps always search.
+      max_search_interval: the longest gap between searches.
+
+    Returns:
+      A :class:`optax.GradientTransformationExtraArgs`; its ``update`` takes ``value``, ``grad``
+      and ``value_fn`` as :func:`scale_by_salsa` does, and the raw gradients as updates.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, salsa_optax
+      >>> def loss_fn(params, x, y):
+      ...   return jnp.mean((x @ params - y) ** 2)
+      >>> x = jax.random.normal(jax.random.key(0), (32, 3))
+      >>> y = x @ jnp.array([1.0, -2.0, 0.5])
+      >>> params, tx = jnp.zeros(3), salsa_optax.salsa()
+      >>> state = tx.init(params)
+      >>> @jax.jit
+      ... def train_step(params, state):
+      ...   value, grad = jax.value_and_grad(loss_fn)(params, x, y)
+      ...   updates, state = tx.update(grad, state, params, value=value, grad=grad,
+      ...                              value_fn=loss_fn, x=x, y=y)
+      ...   return optax.apply_updates(params, updates), state
+      >>> for _ in range(200):
+      ...   params, state = train_step(params, state)
+      >>> print(f"{loss_fn(params, x, y):.0e}")
+      ...e-0...
+
+    References:
+      Kenneweg, Kenneweg, Fumagalli, Hammer, `No learning rates needed: Introducing SALSA - Stable
+      Armijo Line Search Adaptation <https://arxiv.org/abs/2407.20650>`_, IJCNN 2024.
+    """
+    return salsa_transformation(
+        adam_directions(b1, b2, eps, search_with_momentum),
+        name="salsa",
+        slope_rtol=slope_rtol,
+        smoothing=smoothing,
+        decrease_factor=decrease_factor,
+        increase_factor=increase_factor,
+        max_backtracking_steps=max_backtracking_steps,
+        initial_learning_rate=initial_learning_rate,
+        max_learning_rate=max_learning_rate,
+        adaptive_search_frequency=adaptive_search_frequency,
+        warmup_searches=warmup_searches,
+        max_search_interval=max_search_interval,
+        weight_decay=weight_decay,
+    )
+
+
+def salsa_published(**overrides: Any) -> optax.GradientTransformationExtraArgs:
+    """:func:`salsa` with the authors' published defaults (``c = 0.5``, ``beta3 = 0.9``).
+
+    This is the optimizer of the reference trajectories; other arguments of :func:`salsa` may be
+    given as keywords.
+
+    Examples:
+      >>> import salsa_optax
+      >>> tx = salsa_optax.salsa_published(weight_decay=1e-4)
+    """
+    return salsa(**{**PUBLISHED_DEFAULTS, **overrides})
+
+
+def salsa_paper(**overrides: Any) -> optax.GradientTransformationExtraArgs:
+    """:func:`salsa` with the values given in the paper's text (``c = 0.3``, ``beta3 = 0.99``).
+
+    Examples:
+      >>> import salsa_optax
+      >>> tx = salsa_optax.salsa_paper()
+    """
+    return salsa(**{**PAPER_VALUES, **overrides})
+
+
+def salsa_sgd(
+    slope_rtol: Any = 0.5,
+    smoothing: Any = 0.9,
+    **search_args: Any,
+) -> optax.GradientTransformationExtraArgs:
+    """SaLSa on the plain gradient direction: :func:`scale_by_salsa` fed the raw gradients.
+
+    Args:
+      slope_rtol: :math:`c` of the Armijo test.
+      smoothing: :math:`\\beta_3`.
+      **search_args: the other arguments of :func:`scale_by_salsa`.
+
+    Examples:
+      >>> import salsa_optax
+      >>> tx = salsa_optax.salsa_sgd(max_learning_rate=10.0)
+    """
+    return scale_by_salsa(slope_rtol=slope_rtol, smoothing=smoothing, **search_args)
+
+
+def sls(
+    slope_rtol: Any = 0.1,
+    decrease_factor: Any = 0.9,
+    **search_args: Any,
+) -> optax.GradientTransformationExtraArgs:
+    """The classic stochastic Armijo line search (SLS) on the gradient direction.
+
+    SaLSa without smoothing (``beta3 = 0``) and with a search on every step: the baseline of the
+    SaLSa paper. Defaults ``c = 0.1`` and backtracking factor 0.9 follow Vaswani et al.
+
+    Args:
+      slope_rtol: :math:`c` of the Armijo test.
+      decrease_factor: factor shrinking a rejected step size.
+      **search_args: the other arguments of :func:`scale_by_salsa` except ``smoothing`` and
+        ``adaptive_search_frequency``.
+
+    Examples:
+      >>> import salsa_optax
+      >>> tx = salsa_optax.sls(max_learning_rate=10.0)
+
+    References:
+      Vaswani et al., `Painless Stochastic Gradient <https://arxiv.org/abs/1905.09997>`_, 2019.
+    """
+    return scale_by_salsa(
+        slope_rtol=slope_rtol,
+        smoothing=0.0,
+        decrease_factor=decrease_factor,
+        adaptive_search_frequency=False,
+        **search_args,
+    )

@@ -1,0 +1,79 @@
+"""Directions a SaLSa transform searches and steps along, computed from its incoming updates.
+
+A SaLSa step needs two directions in update form (descent directions, added to the parameters):
+the one the line search tests, and the one a step without a search moves along. The chainable
+transform uses its incoming updates for both; the full optimizer keeps Adam moments and searches
+along the momentum-free preconditioned gradient, as the reference does.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class Directions(NamedTuple):
+    """A pair of functions giving the search and step directions.
+
+    Attributes:
+      init: ``params -> state`` of the direction's own statistics.
+      update: ``(updates, state, count) -> (search_direction, step_direction, new_state)``, where
+        ``count`` is the number of steps taken before this one.
+    """
+
+    init: Callable[[optax.Params], Any]
+    update: Callable[[optax.Updates, Any, jax.Array], tuple[optax.Updates, optax.Updates, Any]]
+
+
+def incoming_direction() -> Directions:
+    """Searches and steps along the negated incoming updates (gradient form in, update form out)."""
+
+    def update(updates, state, count):
+        del count
+        direction = optax.tree.scale(-1, updates)
+        return direction, direction, state
+
+    return Directions(init=lambda params: optax.EmptyState(), update=update)
+
+
+class AdamDirectionsState(NamedTuple):
+    """Adam moments of the full SaLSa optimizer.
+
+    Attributes:
+      mu: first moment of the gradients (params-shaped).
+      nu: second moment of the gradients (params-shaped).
+    """
+
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+def adam_directions(b1: Any, b2: Any, eps: Any, search_with_momentum: bool) -> Directions:
+    r"""Adam's preconditioned directions, :math:`P = 1 / (\sqrt{\hat v} + \epsilon)`.
+
+    The step direction is :math:`-P \hat m`. The search direction is :math:`-P g` (the reference's
+    default), or :math:`-P \hat m` with ``search_with_momentum``. Moments are updated and
+    bias-corrected (standard form, ``t`` = steps including this one) on every step.
+    """
+
+    def init(params):
+        return AdamDirectionsState(
+            mu=optax.tree.zeros_like(params), nu=optax.tree.zeros_like(params)
+        )
+
+    def update(grads, state, count):
+        mu = optax.tree.update_moment(grads, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
+        t = count + 1
+        mu_hat = optax.tree.bias_correction(mu, b1, t)
+        nu_hat = optax.tree.bias_correction(nu, b2, t)
+        denominator = jax.tree.map(lambda v: jnp.sqrt(v) + eps, nu_hat)
+        step = jax.tree.map(lambda m, d: -m / d, mu_hat, denominator)
+        search = (
+            step if search_with_momentum else jax.tree.map(lambda g, d: -g / d, grads, denominator)
+        )
+        return search, step, AdamDirectionsState(mu=mu, nu=nu)
+
+    return Directions(init=init, update=update)

@@ -1,0 +1,418 @@
+"""SaLSa as a stateful optax transformation: the smoothed Armijo search and its schedule."""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from salsa_optax._src import armijo, search_frequency
+from salsa_optax._src.directions import Directions, incoming_direction
+from salsa_optax._src.validation import (
+    check_hyperparameter,
+    check_line_search_args,
+    value_fn_kwargs,
+)
+
+
+class SalsaInfo(NamedTuple):
+    """Diagnostics of the last step of a SaLSa transform.
+
+    Attributes:
+      searched: whether the step ran the line search.
+      search_outcome: ``0`` skipped by the schedule, ``1`` accepted by the smoothed Armijo test,
+        ``2`` accepted with an exactly zero loss decrease, ``3`` every trial rejected (no step along
+        the direction), ``4`` bypassed (loss or smoothed slope below 1e-8).
+      num_evaluations: calls of ``value_fn`` in the step (trial points; the gradient evaluation
+        made by the caller is not counted).
+      num_backtracks: rejected trials in the step.
+      step_size: the step size multiplying the direction in this step's update.
+      armijo_margin: smallest ``|lhs - rhs| / |rhs|`` over the step's tests (``inf`` when none).
+      num_nonfinite_skipped: steps skipped so far because ``value``, ``grad`` or the incoming
+        updates were not finite.
+    """
+
+    searched: jax.Array  # bool
+    search_outcome: jax.Array  # int32
+    num_evaluations: jax.Array  # int32
+    num_backtracks: jax.Array  # int32
+    step_size: jax.Array  # float
+    armijo_margin: jax.Array  # float
+    num_nonfinite_skipped: jax.Array  # int32
+
+
+class ScaleBySalsaState(NamedTuple):
+    """State of a SaLSa transform.
+
+    Attributes:
+      count: steps taken (non-finite steps excluded), int32.
+      learning_rate: the stored step size; the next step proposes ``increase_factor`` times it.
+      avg_decrease: running average of accepted loss decreases, :math:`\\bar D`.
+      avg_slope: running average of the directional slopes, :math:`\\bar S`.
+      learning_rate_fast: fast moving average of accepted step sizes (decay 0.9).
+      learning_rate_slow: slow moving average of accepted step sizes (decay 0.99).
+      steps_since_search: steps since the last search, int32.
+      directions: state of the direction (Adam moments for the full optimizer).
+      info: :class:`SalsaInfo` of the last step.
+    """
+
+    count: jax.Array  # int32
+    learning_rate: jax.Array  # float, shape ()
+    avg_decrease: jax.Array  # float
+    avg_slope: jax.Array  # float
+    learning_rate_fast: jax.Array  # float
+    learning_rate_slow: jax.Array  # float
+    steps_since_search: jax.Array  # int32
+    directions: Any
+    info: SalsaInfo
+
+
+def _scalar_dtype(params: optax.Params) -> jnp.dtype:
+    """Float dtype of the state's scalars: the parameters' own, at least float32."""
+    leaves = jax.tree.leaves(params)
+    dtype = jnp.result_type(*leaves) if leaves else jnp.float32
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
+
+
+def _check_hyperparameters(
+    slope_rtol,
+    smoothing,
+    decrease_factor,
+    increase_factor,
+    max_backtracking_steps,
+    initial_learning_rate,
+    max_learning_rate,
+    warmup_searches,
+    max_search_interval,
+    weight_decay,
+) -> None:
+    checks = (
+        ("slope_rtol", slope_rtol, lambda v: 0 < v < 1, "0 < slope_rtol < 1"),
+        ("smoothing", smoothing, lambda v: 0 <= v < 1, "0 <= smoothing < 1"),
+        ("decrease_factor", decrease_factor, lambda v: 0 < v < 1, "0 < decrease_factor < 1"),
+        ("increase_factor", increase_factor, lambda v: v >= 1, "increase_factor >= 1"),
+        (
+            "max_backtracking_steps",
+            max_backtracking_steps,
+            lambda v: v >= 1,
+            "max_backtracking_steps >= 1",
+        ),
+        (
+            "initial_learning_rate",
+            initial_learning_rate,
+            lambda v: v > 0,
+            "initial_learning_rate > 0",
+        ),
+        (
+            "max_learning_rate",
+            max_learning_rate,
+            lambda v: v > 0,
+            "max_learning_rate > 0 (or None for no cap)",
+        ),
+        ("warmup_searches", warmup_searches, lambda v: v >= 0, "warmup_searches >= 0"),
+        ("max_search_interval", max_search_interval, lambda v: v >= 1, "max_search_interval >= 1"),
+        ("weight_decay", weight_decay, lambda v: v >= 0, "weight_decay >= 0"),
+    )
+    for name, value, is_valid, requirement in checks:
+        check_hyperparameter(name, value, is_valid, requirement)
+
+
+def salsa_transformation(
+    directions: Directions,
+    *,
+    name: str,
+    slope_rtol: Any,
+    smoothing: Any,
+    decrease_factor: Any,
+    increase_factor: Any,
+    max_backtracking_steps: Any,
+    initial_learning_rate: Any,
+    max_learning_rate: Any,
+    adaptive_search_frequency: Any,
+    warmup_searches: Any,
+    max_search_interval: Any,
+    weight_decay: Any = 0.0,
+) -> optax.GradientTransformationExtraArgs:
+    """The one SaLSa implementation behind every public transform and alias.
+
+    Args:
+      directions: how the incoming updates become the search and step directions.
+      name: the public name, for error messages.
+      weight_decay: decoupled weight decay, scaled by the stored step size; trial points start
+        from the decayed parameters.
+      **others: see :func:`scale_by_salsa`.
+
+    Returns:
+      A :class:`optax.GradientTransformationExtraArgs`.
+    """
+    _check_hyperparameters(
+        slope_rtol,
+        smoothing,
+        decrease_factor,
+        increase_factor,
+        max_backtracking_steps,
+        initial_learning_rate,
+        max_learning_rate,
+        warmup_searches,
+        max_search_interval,
+        weight_decay,
+    )
+    armijo_config = armijo.ArmijoConfig(
+        slope_rtol=slope_rtol,
+        smoothing=smoothing,
+        decrease_factor=decrease_factor,
+        max_backtracking_steps=max_backtracking_steps,
+    )
+    schedule_config = search_frequency.ScheduleConfig(
+        adaptive=adaptive_search_frequency,
+        warmup_searches=warmup_searches,
+        max_search_interval=max_search_interval,
+    )
+    cap = jnp.inf if max_learning_rate is None else max_learning_rate
+    no_weight_decay = isinstance(weight_decay, (int, float)) and weight_decay == 0
+
+    def init_fn(params: optax.Params) -> ScaleBySalsaState:
+        dtype = _scalar_dtype(params)
+        zero = jnp.zeros((), dtype)
+        return ScaleBySalsaState(
+            count=jnp.zeros((), jnp.int32),
+            learning_rate=jnp.asarray(initial_learning_rate, dtype),
+            avg_decrease=zero,
+            avg_slope=zero,
+            learning_rate_fast=jnp.asarray(search_frequency.INITIAL_AVERAGE, dtype),
+            learning_rate_slow=jnp.asarray(search_frequency.INITIAL_AVERAGE, dtype),
+            steps_since_search=jnp.zeros((), jnp.int32),
+            directions=directions.init(params),
+            info=SalsaInfo(
+                searched=jnp.asarray(False),
+                search_outcome=jnp.zeros((), jnp.int32),
+                num_evaluations=jnp.zeros((), jnp.int32),
+                num_backtracks=jnp.zeros((), jnp.int32),
+                step_size=zero,
+                armijo_margin=jnp.asarray(jnp.inf, dtype),
+                num_nonfinite_skipped=jnp.zeros((), jnp.int32),
+            ),
+        )
+
+    def finite_step(updates, state, params, value, grad, loss_fn):
+        search_direction, step_direction, directions_state = directions.update(
+            updates, state.directions, state.count
+        )
+        proposal = jnp.minimum(state.learning_rate * increase_factor, cap)
+        if no_weight_decay:
+            start = params
+            decay = optax.tree.zeros_like(params)
+        else:
+            decay = optax.tree.scale(-weight_decay * state.learning_rate, params)
+            start = optax.tree.add(params, decay)
+
+        def search(_):
+            slope = -optax.tree.real(optax.tree.vdot(grad, search_direction))
+            avg_slope = smoothing * state.avg_slope + (1 - smoothing) * slope.astype(value.dtype)
+
+            def loss_at(step_size):
+                trial = optax.tree.add_scale(start, step_size, search_direction)
+                return loss_fn(optax.tree.cast_like(trial, params))
+
+            result = armijo.backtracking_search(
+                loss_at, value, state.avg_decrease, avg_slope, proposal, armijo_config
+            )
+            fast, slow = search_frequency.update_averages(
+                state.learning_rate_fast, state.learning_rate_slow, result.step_size
+            )
+            accepted = (result.outcome == armijo.ACCEPTED) | (
+                result.outcome == armijo.ZERO_DECREASE
+            )
+            new_state = state._replace(
+                learning_rate=result.step_size,
+                avg_decrease=result.avg_decrease,
+                avg_slope=avg_slope,
+                learning_rate_fast=fast,
+                learning_rate_slow=slow,
+                steps_since_search=jnp.zeros_like(state.steps_since_search),
+                info=state.info._replace(
+                    searched=jnp.asarray(True),
+                    search_outcome=result.outcome,
+                    num_evaluations=result.num_evaluations,
+                    num_backtracks=result.num_evaluations - accepted.astype(jnp.int32),
+                    step_size=result.step_taken,
+                    armijo_margin=result.min_margin,
+                ),
+            )
+            return optax.tree.add_scale(decay, result.step_taken, search_direction), new_state
+
+        def skip(_):
+            new_state = state._replace(
+                steps_since_search=state.steps_since_search + 1,
+                info=state.info._replace(
+                    searched=jnp.asarray(False),
+                    search_outcome=jnp.asarray(armijo.SKIPPED, jnp.int32),
+                    num_evaluations=jnp.zeros_like(state.info.num_evaluations),
+                    num_backtracks=jnp.zeros_like(state.info.num_backtracks),
+                    step_size=proposal,
+                    armijo_margin=jnp.full_like(state.info.armijo_margin, jnp.inf),
+                ),
+            )
+            return optax.tree.add_scale(decay, proposal, step_direction), new_state
+
+        def cast(branch):
+            # Both branches of lax.cond must return identical types, whatever the hyper-parameters
+            # (given as arrays by inject_hyperparams) promote to.
+            def typed(operand):
+                new_updates, new_state = branch(operand)
+                return optax.tree.cast_like(new_updates, params), optax.tree.cast_like(
+                    new_state, state
+                )
+
+            return typed
+
+        searching = search_frequency.should_search(
+            state.count,
+            state.steps_since_search,
+            state.learning_rate_fast,
+            state.learning_rate_slow,
+            schedule_config,
+        )
+        new_updates, new_state = jax.lax.cond(searching, cast(search), cast(skip), None)
+        new_state = new_state._replace(
+            count=optax.safe_increment(state.count),
+            directions=optax.tree.cast_like(directions_state, state.directions),
+        )
+        return new_updates, new_state
+
+    def update_fn(
+        updates: optax.Updates,
+        state: ScaleBySalsaState,
+        params: optax.Params | None = None,
+        *,
+        value: jax.Array | None = None,
+        grad: optax.Updates | None = None,
+        value_fn: Any = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, ScaleBySalsaState]:
+        check_line_search_args(name, params, value, grad, value_fn)
+        fn_kwargs = value_fn_kwargs(value_fn, extra_args)
+        loss_fn = lambda p: value_fn(p, **fn_kwargs)
+        value = jnp.asarray(value).astype(state.learning_rate.dtype)
+        finite = jnp.isfinite(value) & _all_finite(grad) & _all_finite(updates)
+
+        def nonfinite_step(_):
+            # Nothing moves: the parameters and the state stay as they were, except the counter.
+            info = state.info._replace(
+                searched=jnp.asarray(False),
+                search_outcome=jnp.asarray(armijo.SKIPPED, jnp.int32),
+                num_evaluations=jnp.zeros_like(state.info.num_evaluations),
+                num_backtracks=jnp.zeros_like(state.info.num_backtracks),
+                step_size=jnp.zeros_like(state.info.step_size),
+                armijo_margin=jnp.full_like(state.info.armijo_margin, jnp.inf),
+                num_nonfinite_skipped=state.info.num_nonfinite_skipped + 1,
+            )
+            return optax.tree.zeros_like(params), state._replace(info=info)
+
+        return jax.lax.cond(
+            finite,
+            lambda _: finite_step(updates, state, params, value, grad, loss_fn),
+            nonfinite_step,
+            None,
+        )
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def scale_by_salsa(
+    slope_rtol: Any = 0.5,
+    smoothing: Any = 0.9,
+    decrease_factor: Any = 0.8,
+    increase_factor: Any = 1.1,
+    max_backtracking_steps: Any = 100,
+    initial_learning_rate: Any = 1.0,
+    max_learning_rate: Any = None,
+    adaptive_search_frequency: Any = True,
+    warmup_searches: Any = 9,
+    max_search_interval: Any = 10,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Scales the incoming updates by a step size found by SaLSa's smoothed Armijo line search.
+
+  The incoming updates :math:`u` are in gradient form (as for :func:`optax.scale_by_learning_rate`):
+  the direction is :math:`d = -u` and the output is :math:`\eta d`. Chained after a
+  preconditioner, the search runs along the preconditioned direction; alone, along the gradient.
+
+  Both sides of the stochastic Armijo test are smoothed across steps with one factor
+  :math:`\beta_3` (``smoothing``), keeping running averages of the slope :math:`\bar S` and of
+  the accepted loss decrease :math:`\bar D`:
+
+  .. math::
+    \bar S &\leftarrow \beta_3 \bar S + (1-\beta_3)\,\langle g, u\rangle \\
+    \text{accept } \eta \text{ when } &\beta_3 \bar D + (1-\beta_3)\,(f(w) - f(w + \eta d))
+      \ \ge\ c\,\eta\,\bar S
+
+  starting from :math:`\eta = \min(\gamma\,\eta_{\text{prev}}, \eta_{\max})` and shrinking it by
+  ``decrease_factor`` on rejection. With ``adaptive_search_frequency`` the search runs only as
+  often as the step size still moves (every :math:`L = \min(L_{\max}, 1/(r - 1))` steps, ``r``
+  the ratio of a fast to a slow average of accepted step sizes); other steps take
+  :math:`\gamma\,\eta_{\text{prev}}\,d` without evaluating the loss. A step whose ``value``,
+  ``grad`` or updates are not finite returns zero updates and leaves the state unchanged but for
+  ``info.num_nonfinite_skipped``.
+
+  Args:
+    slope_rtol: :math:`c`, the fraction of the linear decrease the step must achieve.
+    smoothing: :math:`\beta_3`; 0 gives the classic stochastic Armijo test.
+    decrease_factor: factor shrinking a rejected step size.
+    increase_factor: :math:`\gamma`, factor growing the stored step size at each step.
+    max_backtracking_steps: at most this many trial points per search.
+    initial_learning_rate: the stored step size before the first step.
+    max_learning_rate: cap on the proposed step size (``None``: no cap).
+    adaptive_search_frequency: search only as often as the step size moves; ``False`` searches
+      on every step.
+    warmup_searches: the first steps always search.
+    max_search_interval: :math:`L_{\max}`, the longest gap between searches.
+
+  Returns:
+    A :class:`optax.GradientTransformationExtraArgs` whose ``update`` takes the keyword arguments
+    ``value`` (the loss at ``params``), ``grad`` (its gradient), ``value_fn`` (``value_fn(params,
+    **extra_args)`` returns the loss on the same batch) and the extra arguments of ``value_fn``.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, optax, salsa_optax
+    >>> def loss_fn(params, x, y):
+    ...   return jnp.mean((x @ params - y) ** 2)
+    >>> x = jax.random.normal(jax.random.key(0), (32, 3))
+    >>> y = x @ jnp.array([1.0, -2.0, 0.5])
+    >>> params = jnp.zeros(3)
+    >>> tx = optax.chain(optax.scale_by_adam(), salsa_optax.scale_by_salsa())
+    >>> state = tx.init(params)
+    >>> for _ in range(100):
+    ...   value, grad = jax.value_and_grad(loss_fn)(params, x, y)
+    ...   updates, state = tx.update(grad, state, params, value=value, grad=grad,
+    ...                              value_fn=loss_fn, x=x, y=y)
+    ...   params = optax.apply_updates(params, updates)
+    >>> print(f"{loss_fn(params, x, y):.0e}")
+    ...e-0...
+    >>> float(optax.tree.get(state, "learning_rate")) > 0
+    True
+
+  References:
+    Kenneweg, Kenneweg, Fumagalli, Hammer, `No learning rates needed: Introducing SALSA - Stable
+    Armijo Line Search Adaptation <https://arxiv.org/abs/2407.20650>`_, IJCNN 2024.
+
+    Vaswani et al., `Painless Stochastic Gradient <https://arxiv.org/abs/1905.09997>`_, 2019.
+  """
+    return salsa_transformation(
+        incoming_direction(),
+        name="scale_by_salsa",
+        slope_rtol=slope_rtol,
+        smoothing=smoothing,
+        decrease_factor=decrease_factor,
+        increase_factor=increase_factor,
+        max_backtracking_steps=max_backtracking_steps,
+        initial_learning_rate=initial_learning_rate,
+        max_learning_rate=max_learning_rate,
+        adaptive_search_frequency=adaptive_search_frequency,
+        warmup_searches=warmup_searches,
+        max_search_interval=max_search_interval,
+    )
