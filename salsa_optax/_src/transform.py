@@ -9,6 +9,7 @@ import optax
 from salsa_optax._src import armijo, search_frequency
 from salsa_optax._src.directions import Directions, incoming_direction
 from salsa_optax._src.validation import (
+    all_finite,
     check_hyperparameter,
     check_line_search_args,
     value_fn_kwargs,
@@ -72,11 +73,6 @@ def _scalar_dtype(params: optax.Params) -> jnp.dtype:
     leaves = jax.tree.leaves(params)
     dtype = jnp.result_type(*leaves) if leaves else jnp.float32
     return jnp.promote_types(dtype, jnp.float32)
-
-
-def _all_finite(tree: Any) -> jax.Array:
-    leaves = jax.tree.leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
 
 
 def _check_hyperparameters(
@@ -299,7 +295,7 @@ def salsa_transformation(
         fn_kwargs = value_fn_kwargs(value_fn, extra_args)
         loss_fn = lambda p: value_fn(p, **fn_kwargs)
         value = jnp.asarray(value).astype(state.learning_rate.dtype)
-        finite = jnp.isfinite(value) & _all_finite(grad) & _all_finite(updates)
+        finite = jnp.isfinite(value) & all_finite(grad) & all_finite(updates)
 
         def nonfinite_step(_):
             # Nothing moves: the parameters and the state stay as they were, except the counter.

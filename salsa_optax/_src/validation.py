@@ -97,3 +97,17 @@ def value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]) ->
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     }
     return {k: v for k, v in extra_args.items() if k in names}
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every entry of every leaf of ``tree`` is finite (a traced boolean).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> bool(all_finite({"a": jnp.ones(2), "b": jnp.array([1.0, jnp.inf])}))
+      False
+    """
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))

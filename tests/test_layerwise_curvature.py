@@ -1,0 +1,273 @@
+"""Tests of the layer-wise curvature step sizes."""
+
+import itertools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from salsa_optax._src import layerwise_curvature as lc
+
+# A quadratic 0.5 * sum_l w_l^T A_l w_l with a known diagonal Hessian block per leaf.
+_CURVATURES = {"a": jnp.array([1.0, 3.0]), "b": jnp.array([[2.0, 5.0], [0.5, 4.0]])}
+
+
+def _quadratic(params):
+    return 0.5 * optax.tree.vdot(params, optax.tree.mul(_CURVATURES, params))
+
+
+def _params():
+    return {"a": jnp.array([1.0, -2.0]), "b": jnp.array([[0.5, 1.0], [-1.0, 2.0]])}
+
+
+def _update(tx, updates, state, params, loss=_quadratic, **extra):
+    value, grad = jax.value_and_grad(loss)(params)
+    return tx.update(updates, state, params, value=value, grad=grad, value_fn=loss, **extra)
+
+
+@pytest.mark.parametrize("estimator", ["exact", "rademacher"])
+def test_step_size_is_the_block_line_minimiser(estimator):
+    tx = lc.scale_by_layerwise_curvature(estimator=estimator, max_learning_rate=100.0)
+    params = _params()
+    direction = {"a": jnp.array([-1.0, 1.0]), "b": jnp.array([[-1.0, 0.0], [2.0, -1.0]])}
+    grad = jax.grad(_quadratic)(params)
+    update = jax.jit(lambda d, s, p: _update(tx, d, s, p))
+    updates, state = update(direction, tx.init(params), params)
+    for leaf in ("a", "b"):
+        d, g, a = direction[leaf], grad[leaf], _CURVATURES[leaf]
+        expected = -jnp.vdot(g, d) / jnp.vdot(d, a * d)
+        assert state.learning_rate[leaf] == pytest.approx(float(expected), rel=1e-5)
+        np.testing.assert_allclose(updates[leaf], expected * d, rtol=1e-5)
+        assert state.info.curvature[leaf] == pytest.approx(float(jnp.vdot(d, a * d)), rel=1e-5)
+
+
+def test_isotropic_blocks_give_one_over_curvature():
+    loss = lambda p: 0.5 * (4.0 * jnp.sum(p["w"] ** 2) + 0.25 * jnp.sum(p["v"] ** 2))
+    tx = optax.chain(optax.scale(-1.0), lc.scale_by_layerwise_curvature())
+    params = {"w": jnp.array([1.0, -3.0, 2.0]), "v": jnp.array([[1.0, 2.0]])}
+    grad = jax.grad(loss)(params)
+    _, state = jax.jit(lambda s: _update(tx, grad, s, params, loss=loss))(tx.init(params))
+    rates = optax.tree_utils.tree_get(state, "learning_rate")
+    assert rates["w"] == pytest.approx(0.25) and rates["v"] == pytest.approx(4.0)
+
+
+def test_rademacher_probe_is_unbiased_on_coupled_blocks():
+    coupling = jnp.array([[2.0, 0.7, -0.4], [0.7, 1.0, 0.3], [-0.4, 0.3, 3.0]])
+    loss = lambda p: (
+        0.5 * jnp.stack([p["x"], p["y"], p["z"]]) @ coupling @ jnp.stack([p["x"], p["y"], p["z"]])
+    )
+    params = {"x": jnp.array(1.0), "y": jnp.array(-1.0), "z": jnp.array(0.5)}
+    direction = {"x": jnp.array(1.0), "y": jnp.array(2.0), "z": jnp.array(-1.0)}
+    exact = lc._block_curvatures(loss, params, direction, "exact", None)
+    probes = [
+        lc._probe_curvatures(loss, params, direction, jnp.array(signs))
+        for signs in itertools.product([-1.0, 1.0], repeat=3)
+    ]
+    mean = jax.tree.map(lambda *c: jnp.mean(jnp.stack(c)), *probes)
+    chex.assert_trees_all_close(mean, exact, rtol=1e-6)
+    chex.assert_trees_all_close(exact, {"x": 2.0, "y": 4.0, "z": 3.0}, rtol=1e-6)
+    assert not np.allclose(probes[0]["x"], exact["x"])  # single probes carry cross terms
+
+
+def test_safeguards():
+    # Leaf "n" has negative curvature, "u" an ascent direction, "f" almost no curvature.
+    def loss(p):
+        return -jnp.sum(p["n"] ** 2) + jnp.sum(p["u"] ** 2) + jnp.sum(1e-3 * p["f"] ** 2 + p["f"])
+
+    params = {"n": jnp.ones(2), "u": jnp.ones(2), "f": jnp.ones(2)}
+    direction = {"n": -jnp.ones(2), "u": jnp.ones(2), "f": -jnp.ones(2)}
+    tx = lc.scale_by_layerwise_curvature(initial_learning_rate=0.3, max_learning_rate=5.0)
+    _, state = jax.jit(lambda s: _update(tx, direction, s, params, loss=loss))(tx.init(params))
+    chex.assert_trees_all_close(state.learning_rate, {"n": 0.3, "u": 0.0, "f": 5.0})
+
+
+def test_damping_adds_curvature_along_the_direction():
+    tx = lc.scale_by_layerwise_curvature(damping=1.0, estimator="exact")
+    params = {"w": jnp.ones(2)}
+    loss = lambda p: jnp.sum(p["w"] ** 2)  # curvature 2 per unit squared length
+    _, state = jax.jit(lambda s: _update(tx, {"w": -jnp.ones(2)}, s, params, loss=loss))(
+        tx.init(params)
+    )
+    assert state.learning_rate["w"] == pytest.approx(4.0 / (4.0 + 2.0))
+
+
+def test_refresh_every_k_steps_reuses_the_step_sizes():
+    # A loss whose curvature changes with the parameters makes every refresh visible.
+    loss = lambda p: jnp.sum(jnp.cosh(p))
+    tx = lc.scale_by_layerwise_curvature(refresh_every=3, smoothing=0.0)
+    params = jnp.array([2.0, -1.0])
+    state = tx.init(params)
+    step = jax.jit(lambda d, s, p: _update(tx, d, s, p, loss=loss))
+    refreshed, rates = [], []
+    for _ in range(7):
+        updates, state = step(-jax.grad(loss)(params), state, params)
+        params = optax.apply_updates(params, updates)
+        refreshed.append(bool(state.info.refreshed))
+        rates.append(float(state.learning_rate))
+    assert refreshed == [True, False, False, True, False, False, True]
+    assert rates[0] == rates[1] == rates[2] != rates[3] == rates[4] == rates[5] != rates[6]
+
+
+def test_only_the_kwargs_value_fn_accepts_are_passed_and_chains_see_the_rest():
+    x = jnp.array([[1.0, 2.0], [0.5, -1.0]])
+
+    def loss(params, inputs):
+        return jnp.sum((inputs @ params) ** 2)
+
+    tx = lc.layerwise_curvature_sgd(momentum=0.0)
+    params = jnp.ones(2)
+    value, grad = jax.value_and_grad(loss)(params, x)
+    updates, _ = tx.update(
+        grad, tx.init(params), params, value=value, grad=grad, value_fn=loss, inputs=x, other=1
+    )
+    curvature = 2 * grad @ (x.T @ x) @ grad
+    np.testing.assert_allclose(updates, -(grad @ grad) / curvature * grad, rtol=1e-5)
+
+
+def test_missing_value_fn_says_how_to_call():
+    tx = lc.scale_by_layerwise_curvature()
+    params = jnp.ones(2)
+    with pytest.raises(TypeError, match="value_fn"):
+        tx.update(params, tx.init(params), params, value=1.0, grad=params)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"smoothing": 1.0}, "smoothing"),
+        ({"damping": -1.0}, "damping"),
+        ({"max_learning_rate": 0.0}, "max_learning_rate"),
+        ({"initial_learning_rate": 20.0}, "initial_learning_rate"),
+        ({"refresh_every": 0}, "refresh_every"),
+        ({"refresh_every": 1.5}, "refresh_every"),
+        ({"estimator": "hutchinson"}, "estimator"),
+    ],
+)
+def test_bad_hyperparameters_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        lc.scale_by_layerwise_curvature(**kwargs)
+
+
+def test_non_finite_inputs_leave_params_and_state_alone():
+    tx = lc.scale_by_layerwise_curvature(initial_learning_rate=0.1)
+    params = _params()
+    state = tx.init(params)
+    update = jax.jit(
+        lambda d, g, s, loss_value: tx.update(
+            d, s, params, value=loss_value, grad=g, value_fn=_quadratic
+        )
+    )
+    grad = jax.grad(_quadratic)(params)
+    direction = optax.tree.scale(-1.0, grad)
+    _, state = update(direction, grad, state, 1.0)
+    bad_grad = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(jnp.inf), grad)
+    for d, g, value in [(direction, bad_grad, 1.0), (direction, grad, jnp.nan)]:
+        updates, new_state = update(d, g, state, value)
+        chex.assert_trees_all_equal(updates, optax.tree.zeros_like(params))
+        assert (
+            int(new_state.info.num_nonfinite_skipped) == int(state.info.num_nonfinite_skipped) + 1
+        )
+        chex.assert_trees_all_equal(new_state._replace(info=()), state._replace(info=()))
+        chex.assert_trees_all_equal(new_state.info.curvature, state.info.curvature)
+        assert not bool(new_state.info.refreshed)
+        state = new_state
+
+
+def test_non_finite_curvature_keeps_the_previous_step_sizes():
+    tx = lc.scale_by_layerwise_curvature(initial_learning_rate=0.1)
+    params = jnp.ones(2)
+    nan_curvature = lambda p: jnp.sum(p**2) + jnp.nan * jnp.sum(p**4)
+    updates, state = jax.jit(
+        lambda s: tx.update(-params, s, params, value=1.0, grad=params, value_fn=nan_curvature)
+    )(tx.init(params))
+    np.testing.assert_allclose(updates, -0.1 * params)
+    assert not bool(state.info.refreshed) and int(state.num_refreshes) == 0
+    assert np.isfinite(float(state.curvature_ema))
+
+
+@pytest.mark.parametrize("alias", ["sgd", "adamw"])
+def test_aliases_compile_once_and_converge_on_logistic_regression(alias):
+    num_features, loss, optimum = _logistic_regression()
+    tx = {
+        "sgd": lc.layerwise_curvature_sgd(momentum=0.5),
+        "adamw": lc.layerwise_curvature_adamw(weight_decay=0.0, estimator="exact"),
+    }[alias]
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def train(w, state):
+        def step(carry, rows):
+            w, state = carry
+            value, grad = jax.value_and_grad(loss)(w, rows)
+            updates, state = tx.update(
+                grad, state, w, value=value, grad=grad, value_fn=loss, rows=rows
+            )
+            return (optax.apply_updates(w, updates), state), None
+
+        return jax.lax.scan(step, (w, state), jnp.arange(512).reshape(-1, 64).repeat(10, 0))[0]
+
+    w = jnp.zeros(num_features)
+    state = tx.init(w)
+    w, state = train(w, state)
+    w, state = train(w, state)
+    assert float(loss(w, jnp.arange(512))) < optimum + 0.02
+
+
+def _cond_step(tx, params, state, take):
+    value, grad = jax.value_and_grad(_quadratic)(params)
+    updates, new_state = jax.lax.cond(
+        take,
+        lambda: tx.update(grad, state, params, value=value, grad=grad, value_fn=_quadratic),
+        lambda: (grad, state),
+    )
+    return optax.apply_updates(params, updates), new_state
+
+
+def test_inject_hyperparams_matches_fixed_hyperparameters():
+    kwargs = dict(momentum=0.9, smoothing=0.5, refresh_every=2)
+    outputs = []
+    for tx in (
+        lc.layerwise_curvature_sgd(**kwargs),
+        optax.inject_hyperparams(lc.layerwise_curvature_sgd)(**kwargs),
+    ):
+        params, state = _params(), tx.init(_params())
+        step = jax.jit(lambda p, s, tx=tx: _cond_step(tx, p, s, True))
+        for _ in range(3):
+            params, state = step(params, state)
+        outputs.append(params)
+    chex.assert_trees_all_close(*outputs, rtol=1e-6)
+
+
+def test_bfloat16_params_keep_dtypes_under_cond():
+    tx = lc.layerwise_curvature_adamw()
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), _params())
+    state = tx.init(params)
+    step = jax.jit(lambda p, s, take: _cond_step(tx, p, s, take))
+    for take in (True, False, True):
+        new_params, new_state = step(params, state, take)
+        chex.assert_trees_all_equal_dtypes(new_params, params)
+        chex.assert_trees_all_equal_dtypes(new_state, state)
+        params, state = new_params, new_state
+    assert optax.tree_utils.tree_get(state, "learning_rate")["a"].dtype == jnp.float32
+    assert int(optax.tree_utils.tree_get(state, "num_refreshes")) == 2
+
+
+def _logistic_regression():
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((512, 6)), jnp.float32)
+    labels = (x @ rng.standard_normal(6) + rng.standard_normal(512) > 0).astype(jnp.float32)
+
+    def loss(w, rows):
+        return jnp.mean(optax.sigmoid_binary_cross_entropy(x[rows] @ w, labels[rows]))
+
+    # Newton's method in float64 for the minimum.
+    xs, ys, w = np.asarray(x, np.float64), np.asarray(labels, np.float64), np.zeros(6)
+    for _ in range(20):
+        p = 1 / (1 + np.exp(-xs @ w))
+        w = w - np.linalg.solve(xs.T @ (xs * (p * (1 - p))[:, None]), xs.T @ (p - ys))
+    optimum = float(loss(jnp.asarray(w, jnp.float32), jnp.arange(512)))
+    return x.shape[1], loss, optimum
