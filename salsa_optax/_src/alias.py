@@ -22,6 +22,7 @@ def salsa(
     eps: Any = 1e-8,
     weight_decay: Any = 0.0,
     search_with_momentum: bool = False,
+    rescale_momentum: bool = False,
     adaptive_search_frequency: Any = True,
     decrease_factor: Any = 0.8,
     increase_factor: Any = 1.1,
@@ -54,6 +55,8 @@ def salsa(
       weight_decay: :math:`\lambda`, decoupled weight decay scaled by the stored step size.
       search_with_momentum: search along the momentum direction instead of the momentum-free one
         (static: pass it in ``static_args`` of :func:`optax.inject_hyperparams`).
+      rescale_momentum: a step the schedule skips moves along the momentum direction rescaled to
+        the length of the search direction, :math:`-P\hat m\,\|Pg\|/\|P\hat m\|` (static).
       adaptive_search_frequency: search only as often as the step size moves.
       decrease_factor: factor shrinking a rejected step size.
       increase_factor: factor growing the stored step size at each step.
@@ -91,7 +94,7 @@ def salsa(
       Armijo Line Search Adaptation <https://arxiv.org/abs/2407.20650>`_, IJCNN 2024.
     """
     return salsa_transformation(
-        adam_directions(b1, b2, eps, search_with_momentum),
+        adam_directions(b1, b2, eps, search_with_momentum, rescale_momentum),
         name="salsa",
         slope_rtol=slope_rtol,
         smoothing=smoothing,

@@ -50,12 +50,17 @@ class AdamDirectionsState(NamedTuple):
     nu: optax.Updates
 
 
-def adam_directions(b1: Any, b2: Any, eps: Any, search_with_momentum: bool) -> Directions:
+def adam_directions(
+    b1: Any, b2: Any, eps: Any, search_with_momentum: bool, rescale_momentum: bool = False
+) -> Directions:
     r"""Adam's preconditioned directions, :math:`P = 1 / (\sqrt{\hat v} + \epsilon)`.
 
     The step direction is :math:`-P \hat m`. The search direction is :math:`-P g` (the reference's
     default), or :math:`-P \hat m` with ``search_with_momentum``. Moments are updated and
-    bias-corrected (standard form, ``t`` = steps including this one) on every step.
+    bias-corrected (standard form, ``t`` = steps including this one) on every step. With
+    ``rescale_momentum`` the step direction is :math:`-P \hat m \, \|P g\| / \|P \hat m\|`: it
+    keeps the momentum's orientation and takes the search direction's length, so a step the
+    schedule skips moves as far as a searched one.
     """
 
     def init(params):
@@ -74,6 +79,9 @@ def adam_directions(b1: Any, b2: Any, eps: Any, search_with_momentum: bool) -> D
         search = (
             step if search_with_momentum else jax.tree.map(lambda g, d: -g / d, grads, denominator)
         )
+        if rescale_momentum:
+            ratio = optax.tree.norm(search) / optax.tree.norm(step)
+            step = optax.tree.scale(jnp.where(jnp.isfinite(ratio), ratio, 1.0), step)
         return search, step, AdamDirectionsState(mu=mu, nu=nu)
 
     return Directions(init=init, update=update)

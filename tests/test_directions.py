@@ -1,0 +1,76 @@
+"""The search and step directions of the full optimizer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from objectives import OBJECTIVES, make_train_step
+
+import salsa_optax
+from salsa_optax._src.directions import adam_directions
+
+MLP = OBJECTIVES[3]
+
+
+def _moments_after(steps):
+    tx = salsa_optax.salsa()
+    step = make_train_step(tx, MLP)
+    params, state = MLP.params, tx.init(MLP.params)
+    for _ in range(steps):
+        params, state, _ = step(params, state)
+    return params, state
+
+
+def test_adam_directions_match_optax_adam_preconditioning():
+    params, state = _moments_after(5)
+    grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
+    search, step, new = adam_directions(0.9, 0.999, 1e-8, False).update(
+        grads, state.directions, state.count
+    )
+    adam = optax.scale_by_adam()
+    adam_state = optax.ScaleByAdamState(count=state.count, mu=state.directions.mu,
+                                        nu=state.directions.nu)  # fmt: skip
+    adam_updates, _ = adam.update(grads, adam_state)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, -b, rtol=1e-6), step, adam_updates)
+    # The search direction is the momentum-free -P g.
+    nu_hat = optax.tree.bias_correction(new.nu, 0.999, state.count + 1)
+    expected = jax.tree.map(lambda g, v: -g / (jnp.sqrt(v) + 1e-8), grads, nu_hat)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), search, expected)
+
+
+def test_rescaled_momentum_takes_the_search_direction_length():
+    params, state = _moments_after(5)
+    grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
+    plain = adam_directions(0.9, 0.999, 1e-8, False)
+    rescaled = adam_directions(0.9, 0.999, 1e-8, False, rescale_momentum=True)
+    search, step, _ = plain.update(grads, state.directions, state.count)
+    search_r, step_r, _ = rescaled.update(grads, state.directions, state.count)
+    np.testing.assert_allclose(optax.tree.norm(step_r), optax.tree.norm(search), rtol=1e-5)
+    cosine = optax.tree.vdot(step, step_r) / (optax.tree.norm(step) * optax.tree.norm(step_r))
+    np.testing.assert_allclose(cosine, 1.0, rtol=1e-5)
+    jax.tree.map(np.testing.assert_array_equal, search, search_r)
+
+
+def test_skipped_step_with_rescaled_momentum_moves_as_far_as_the_search_direction():
+    tx = salsa_optax.salsa(rescale_momentum=True)
+    step = make_train_step(tx, MLP)
+    params, state = MLP.params, tx.init(MLP.params)
+    for _ in range(12):
+        params, state, _ = step(params, state)
+    # A settled step size (fast and slow averages equal) and a search just made: the schedule
+    # skips the next step.
+    state = state._replace(
+        learning_rate_fast=state.learning_rate,
+        learning_rate_slow=state.learning_rate,
+        steps_since_search=jnp.zeros_like(state.steps_since_search),
+    )
+    grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
+    new_params, new_state, _ = step(params, state)
+    assert not bool(new_state.info.searched)
+    search, _, _ = adam_directions(0.9, 0.999, 1e-8, False).update(
+        grads, state.directions, state.count
+    )
+    moved = optax.tree.norm(jax.tree.map(jnp.subtract, new_params, params))
+    np.testing.assert_allclose(
+        moved, 1.1 * state.learning_rate * optax.tree.norm(search), rtol=1e-4
+    )
