@@ -51,8 +51,8 @@ def test_rescaled_momentum_takes_the_search_direction_length():
     jax.tree.map(np.testing.assert_array_equal, search, search_r)
 
 
-def test_skipped_step_with_rescaled_momentum_moves_as_far_as_the_search_direction():
-    tx = salsa_optax.salsa(rescale_momentum=True)
+def _skipped_step(tx):
+    """The distance a step the schedule skips moves, its step size, and both direction norms."""
     step = make_train_step(tx, MLP)
     params, state = MLP.params, tx.init(MLP.params)
     for _ in range(12):
@@ -67,10 +67,19 @@ def test_skipped_step_with_rescaled_momentum_moves_as_far_as_the_search_directio
     grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
     new_params, new_state, _ = step(params, state)
     assert not bool(new_state.info.searched)
-    search, _, _ = adam_directions(0.9, 0.999, 1e-8, False).update(
+    search, momentum, _ = adam_directions(0.9, 0.999, 1e-8, False).update(
         grads, state.directions, state.count
     )
     moved = optax.tree.norm(jax.tree.map(jnp.subtract, new_params, params))
-    np.testing.assert_allclose(
-        moved, 1.1 * state.learning_rate * optax.tree.norm(search), rtol=1e-4
-    )
+    return moved, 1.1 * state.learning_rate, optax.tree.norm(search), optax.tree.norm(momentum)
+
+
+def test_default_skipped_step_moves_as_far_as_the_search_direction():
+    moved, step_size, search_norm, momentum_norm = _skipped_step(salsa_optax.salsa())
+    np.testing.assert_allclose(moved, step_size * search_norm, rtol=1e-4)
+    assert search_norm > 1.2 * momentum_norm  # the rescaling matters here
+
+
+def test_published_skipped_step_moves_along_plain_momentum():
+    moved, step_size, _, momentum_norm = _skipped_step(salsa_optax.salsa_published())
+    np.testing.assert_allclose(moved, step_size * momentum_norm, rtol=1e-4)

@@ -29,7 +29,7 @@ LOSSES = {"least_squares": _least_squares_loss, "mlp_digits": _mlp_loss}
 
 
 def _optimizer(hp):
-    return salsa_optax.salsa(
+    return salsa_optax.salsa_published(
         slope_rtol=hp["c"],
         smoothing=hp["beta3"],
         b1=hp["beta1"],

@@ -7,11 +7,12 @@ import optax
 from salsa_optax._src.directions import adam_directions
 from salsa_optax._src.transform import salsa_transformation, scale_by_salsa
 
-PUBLISHED_DEFAULTS = {"slope_rtol": 0.5, "smoothing": 0.9}
-"""``c`` and ``beta3`` of the authors' published PyTorch optimizer."""
+PUBLISHED_DEFAULTS = {"slope_rtol": 0.5, "smoothing": 0.9, "rescale_momentum": False}
+"""The authors' published PyTorch optimizer: ``c``, ``beta3``, and steps the schedule skips moving
+along the plain momentum direction."""
 
-PAPER_VALUES = {"slope_rtol": 0.3, "smoothing": 0.99}
-"""``c`` and ``beta3`` as given in the text of the SaLSa paper."""
+PAPER_VALUES = {"slope_rtol": 0.3, "smoothing": 0.99, "rescale_momentum": False}
+"""``c`` and ``beta3`` as given in the text of the SaLSa paper, directions as published."""
 
 
 def salsa(
@@ -22,7 +23,7 @@ def salsa(
     eps: Any = 1e-8,
     weight_decay: Any = 0.0,
     search_with_momentum: bool = False,
-    rescale_momentum: bool = False,
+    rescale_momentum: Any = True,
     adaptive_search_frequency: Any = True,
     decrease_factor: Any = 0.8,
     increase_factor: Any = 1.1,
@@ -41,7 +42,8 @@ def salsa(
     2. Adam moments and bias correction, :math:`P = 1/(\sqrt{\hat v} + \epsilon)`;
     3. a searching step tests trial points :math:`\tilde w - \eta P g` (or :math:`- \eta P \hat m`
        with ``search_with_momentum``) and takes the accepted one; a step the schedule skips moves
-       to :math:`\tilde w - \gamma\eta P \hat m`.
+       to :math:`\tilde w - \gamma\eta P \hat m \, \|Pg\|/\|P\hat m\|` (as far as a searched
+       step; the published optimizer, :func:`salsa_published`, omits the rescaling).
 
     Without weight decay and with ``search_with_momentum=True`` this equals
     ``optax.chain(optax.scale_by_adam(b1, b2, eps), scale_by_salsa(...))``.
@@ -56,7 +58,10 @@ def salsa(
       search_with_momentum: search along the momentum direction instead of the momentum-free one
         (static: pass it in ``static_args`` of :func:`optax.inject_hyperparams`).
       rescale_momentum: a step the schedule skips moves along the momentum direction rescaled to
-        the length of the search direction, :math:`-P\hat m\,\|Pg\|/\|P\hat m\|` (static).
+        the length of the search direction, :math:`-P\hat m\,\|Pg\|/\|P\hat m\|`. On by
+        default (the published optimizer, :func:`salsa_published`, has it off): the search
+        calibrates the step size on the noisy :math:`Pg`, several times longer than
+        :math:`P\hat m`, so plain momentum steps with that step size move too little.
       adaptive_search_frequency: search only as often as the step size moves.
       decrease_factor: factor shrinking a rejected step size.
       increase_factor: factor growing the stored step size at each step.

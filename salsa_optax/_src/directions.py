@@ -51,7 +51,7 @@ class AdamDirectionsState(NamedTuple):
 
 
 def adam_directions(
-    b1: Any, b2: Any, eps: Any, search_with_momentum: bool, rescale_momentum: bool = False
+    b1: Any, b2: Any, eps: Any, search_with_momentum: bool, rescale_momentum: Any = False
 ) -> Directions:
     r"""Adam's preconditioned directions, :math:`P = 1 / (\sqrt{\hat v} + \epsilon)`.
 
@@ -79,9 +79,10 @@ def adam_directions(
         search = (
             step if search_with_momentum else jax.tree.map(lambda g, d: -g / d, grads, denominator)
         )
-        if rescale_momentum:
+        if rescale_momentum is not False:  # may be an array under optax.inject_hyperparams
             ratio = optax.tree.norm(search) / optax.tree.norm(step)
-            step = optax.tree.scale(jnp.where(jnp.isfinite(ratio), ratio, 1.0), step)
+            ratio = jnp.where(jnp.isfinite(ratio) & rescale_momentum, ratio, 1.0)
+            step = optax.tree.scale(ratio, step)
         return search, step, AdamDirectionsState(mu=mu, nu=nu)
 
     return Directions(init=init, update=update)
