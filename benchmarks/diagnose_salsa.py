@@ -89,7 +89,9 @@ def run(task_name, variants, steps, seed=0):
         for _ in range(ctx.steps):
             carry, row = step(carry, ctx.train, indices)
             rows.append(row)
-        logs[name] = {k: np.stack([np.asarray(r[k]) for r in jax.device_get(rows)]) for k in rows[0]}
+        logs[name] = {
+            k: np.stack([np.asarray(r[k]) for r in jax.device_get(rows)]) for k in rows[0]
+        }
         params, rest = carry[0], carry[1]
         batches, weights = ctx.eval_splits["test"]
         logs[name]["test_metric"] = float(ctx.evaluate(params, rest, batches, weights)[1])

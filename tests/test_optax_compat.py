@@ -214,3 +214,19 @@ def test_skipped_steps_evaluate_nothing():
         evaluations += made
     assert skipped > 10
     assert evaluations > 9
+
+
+def test_state_can_be_donated_and_built_inside_a_trace():
+    tx = salsa_optax.salsa()
+
+    @jax.jit
+    def init_inside(params):
+        return salsa_optax.salsa(slope_rtol=0.5).init(params)  # built while tracing
+
+    state = init_inside(MLP.params)
+    leaves = jax.tree.leaves(tx.init(MLP.params))
+    assert len({leaf.unsafe_buffer_pointer() for leaf in leaves}) == len(leaves)
+    step = jax.jit(make_train_step(tx, MLP, jit=False), donate_argnums=(0, 1))
+    params, state, _ = step(jax.tree.map(jnp.copy, MLP.params), state)
+    params, state, _ = step(params, state)
+    assert int(state.count) == 2

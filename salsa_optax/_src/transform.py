@@ -174,12 +174,13 @@ def salsa_transformation(
 
     def init_fn(params: optax.Params) -> ScaleBySalsaState:
         dtype = _scalar_dtype(params)
-        zero = jnp.zeros((), dtype)
+        # A fresh buffer per field: a state whose leaves share one buffer cannot be donated.
+        zero = lambda: jnp.zeros((), dtype)
         return ScaleBySalsaState(
             count=jnp.zeros((), jnp.int32),
             learning_rate=jnp.asarray(initial_learning_rate, dtype),
-            avg_decrease=zero,
-            avg_slope=zero,
+            avg_decrease=zero(),
+            avg_slope=zero(),
             learning_rate_fast=jnp.asarray(search_frequency.INITIAL_AVERAGE, dtype),
             learning_rate_slow=jnp.asarray(search_frequency.INITIAL_AVERAGE, dtype),
             steps_since_search=jnp.zeros((), jnp.int32),
@@ -189,7 +190,7 @@ def salsa_transformation(
                 search_outcome=jnp.zeros((), jnp.int32),
                 num_evaluations=jnp.zeros((), jnp.int32),
                 num_backtracks=jnp.zeros((), jnp.int32),
-                step_size=zero,
+                step_size=zero(),
                 armijo_margin=jnp.asarray(jnp.inf, dtype),
                 num_nonfinite_skipped=jnp.zeros((), jnp.int32),
             ),

@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def check_hyperparameter(
@@ -27,7 +28,7 @@ def check_hyperparameter(
     """
     if value is None or isinstance(value, jax.core.Tracer):
         return
-    concrete = jnp.asarray(value)
+    concrete = np.asarray(value)  # NumPy, not jnp: no tracer when built inside a jitted function
     if concrete.ndim != 0:
         raise ValueError(f"{name} must be a scalar, got an array of shape {concrete.shape}.")
     if not is_valid(concrete.item()):

@@ -1,0 +1,1 @@
+"""Example trainers built on salsa_optax (run them with ``python -m examples.<name>.main``)."""

@@ -1,0 +1,100 @@
+"""The training loop every example shares: steps, logs, evaluation, checkpoints, clean stops.
+
+Given a jitted ``train_fn(state, batch) -> (state, metrics)`` (see
+:mod:`~examples.common.train_step` and :mod:`~examples.common.sharding`), :func:`train` runs it
+over the epochs' batches, and
+
+* resumes from the newest checkpoint in ``workdir/checkpoints`` if there is one (the input
+  pipeline must make the batches a function of the step for the resumed run to be identical);
+* averages the step metrics over ``log_every`` steps (and the end of each epoch) into
+  ``workdir/metrics.jsonl`` and the progress bar;
+* evaluates after each epoch and writes that record too;
+* saves a checkpoint after each epoch, at the end, and when SIGTERM or Ctrl-C asks it to stop.
+"""
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flax import nnx
+
+from examples.common import checkpointing, metrics, progress, sharding, shutdown
+
+
+def train(
+    state: nnx.State,
+    *,
+    train_fn: Callable[[nnx.State, Any], tuple[nnx.State, dict[str, Any]]],
+    epoch_batches: Callable[[int, int], Iterable[Any]],
+    evaluate: Callable[[nnx.State], dict[str, float]],
+    mesh: Any,
+    num_steps: int,
+    steps_per_epoch: int,
+    workdir: str,
+    log_every: int = 50,
+    show_progress: bool = True,
+) -> tuple[nnx.State, list[dict[str, Any]]]:
+    """Trains ``state`` up to step ``num_steps``, resuming from ``workdir`` where possible.
+
+    Args:
+      state: the initial train state, replicated over ``mesh`` (also the template to restore
+        checkpoints into).
+      train_fn: the jitted train step.
+      epoch_batches: ``epoch_batches(epoch, start)`` yields the host batches of ``epoch`` from its
+        step ``start`` on (``start > 0`` when resuming mid-epoch).
+      evaluate: returns the eval metrics of a state, with keys starting ``eval_``.
+      mesh: the device mesh the batches are sharded over.
+      num_steps: total train steps.
+      steps_per_epoch: train steps per epoch.
+      workdir: where ``metrics.jsonl`` and ``checkpoints/`` live.
+      log_every: steps per logged record.
+      show_progress: whether to draw the progress bar.
+
+    Returns:
+      ``(state, records)``: the final state and every record of ``metrics.jsonl``; a stopped run
+      returns early, with its checkpoint saved.
+    """
+    checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"))
+    step = 0
+    if checkpointer.latest_step() is not None:
+        step, state = checkpointer.restore(state)
+    writer = metrics.JsonlWriter(os.path.join(workdir, "metrics.jsonl"), resume_step=step or None)
+    clock = _Clock(metrics.read_jsonl(writer.path))
+    window = metrics.MetricsWindow()
+    bar = progress.progress_bar(num_steps, initial=step, disable=not show_progress)
+    with shutdown.StopRequest() as stop, writer, checkpointer, bar:
+        while step < num_steps and not stop.requested:
+            epoch, start = divmod(step, steps_per_epoch)
+            for batch in epoch_batches(epoch, start):
+                state, step_metrics = train_fn(state, sharding.shard_batch(batch, mesh))
+                window.add(step_metrics)
+                step += 1
+                bar.update()
+                last_of_epoch = step % steps_per_epoch == 0 or step == num_steps
+                if step % log_every == 0 or last_of_epoch or stop.requested:
+                    num_logged = len(window)
+                    means = window.means()
+                    progress.show_metrics(bar, means)
+                    writer.write(
+                        {"step": step, "num_steps": num_logged, **means, "elapsed": clock()}
+                    )
+                if stop.requested or step == num_steps:
+                    break
+            if last_of_epoch:
+                writer.write(
+                    {"step": step, "epoch": epoch + 1, **evaluate(state), "elapsed": clock()}
+                )
+            checkpointer.save(step, state)
+    return state, metrics.read_jsonl(writer.path)
+
+
+class _Clock:
+    """Seconds of training so far, counting the runs that were resumed from."""
+
+    def __init__(self, records: Iterable[dict[str, Any]]):
+        self._before = max((r.get("elapsed", 0.0) for r in records), default=0.0)
+        self._start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return self._before + time.perf_counter() - self._start

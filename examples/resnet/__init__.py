@@ -1,0 +1,1 @@
+"""ResNet image classification with SaLSa: ``python -m examples.resnet.main`` (see README.md)."""

@@ -1,0 +1,1 @@
+"""Configs of the ResNet trainer: ``python -m examples.resnet.main --config=<module name>``."""
