@@ -196,18 +196,31 @@ def salsa_transformation(
             ),
         )
 
-    def finite_step(updates, state, params, value, grad, loss_fn):
+    def update_fn(
+        updates: optax.Updates,
+        state: ScaleBySalsaState,
+        params: optax.Params | None = None,
+        *,
+        value: jax.Array | None = None,
+        grad: optax.Updates | None = None,
+        value_fn: Any = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, ScaleBySalsaState]:
+        check_line_search_args(name, params, value, grad, value_fn)
+        fn_kwargs = value_fn_kwargs(value_fn, extra_args)
+        loss_fn = lambda p: value_fn(p, **fn_kwargs)
+        value = jnp.asarray(value).astype(state.learning_rate.dtype)
+        finite = jnp.isfinite(value) & all_finite(grad) & all_finite(updates)
         search_direction, step_direction, directions_state = directions.update(
             updates, state.directions, state.count
         )
         proposal = jnp.minimum(state.learning_rate * increase_factor, cap)
-        if no_weight_decay:
-            start = params
-            decay = optax.tree.zeros_like(params)
-        else:
-            decay = optax.tree.scale(-weight_decay * state.learning_rate, params)
-            start = optax.tree.add(params, decay)
+        decay_rate = 0.0 if no_weight_decay else -weight_decay * state.learning_rate
+        start = params if no_weight_decay else optax.tree.add_scale(params, decay_rate, params)
+        scalars = state._replace(directions=None)
 
+        # The branches below return scalars only: the parameter-sized update is formed once,
+        # outside, where XLA fuses it with the direction's own element-wise work.
         def search(_):
             slope = -optax.tree.real(optax.tree.vdot(grad, search_direction))
             avg_slope = smoothing * state.avg_slope + (1 - smoothing) * slope.astype(value.dtype)
@@ -225,7 +238,7 @@ def salsa_transformation(
             accepted = (result.outcome == armijo.ACCEPTED) | (
                 result.outcome == armijo.ZERO_DECREASE
             )
-            new_state = state._replace(
+            new_scalars = scalars._replace(
                 learning_rate=result.step_size,
                 avg_decrease=result.avg_decrease,
                 avg_slope=avg_slope,
@@ -241,10 +254,10 @@ def salsa_transformation(
                     armijo_margin=result.min_margin,
                 ),
             )
-            return optax.tree.add_scale(decay, result.step_taken, search_direction), new_state
+            return new_scalars, (result.step_taken, jnp.zeros_like(result.step_taken))
 
         def skip(_):
-            new_state = state._replace(
+            new_scalars = scalars._replace(
                 steps_since_search=state.steps_since_search + 1,
                 info=state.info._replace(
                     searched=jnp.asarray(False),
@@ -255,68 +268,58 @@ def salsa_transformation(
                     armijo_margin=jnp.full_like(state.info.armijo_margin, jnp.inf),
                 ),
             )
-            return optax.tree.add_scale(decay, proposal, step_direction), new_state
+            return new_scalars, (jnp.zeros_like(proposal), proposal)
 
-        def cast(branch):
+        def typed(branch):
             # Both branches of lax.cond must return identical types, whatever the hyper-parameters
             # (given as arrays by inject_hyperparams) promote to.
-            def typed(operand):
-                new_updates, new_state = branch(operand)
-                return optax.tree.cast_like(new_updates, params), optax.tree.cast_like(
-                    new_state, state
-                )
+            def run(operand):
+                new_scalars, coefficients = branch(operand)
+                coefficients = tuple(c.astype(state.learning_rate.dtype) for c in coefficients)
+                return optax.tree.cast_like(new_scalars, scalars), coefficients
 
-            return typed
+            return run
 
-        searching = search_frequency.should_search(
+        searching = finite & search_frequency.should_search(
             state.count,
             state.steps_since_search,
             state.learning_rate_fast,
             state.learning_rate_slow,
             schedule_config,
         )
-        new_updates, new_state = jax.lax.cond(searching, cast(search), cast(skip), None)
-        new_state = new_state._replace(
-            count=optax.safe_increment(state.count),
-            directions=optax.tree.cast_like(directions_state, state.directions),
+        new_scalars, (search_coef, step_coef) = jax.lax.cond(
+            searching, typed(search), typed(skip), None
+        )
+
+        def combine(p, d_search, d_step):
+            update = search_coef * d_search + step_coef * d_step
+            if not no_weight_decay:
+                update = update + decay_rate * p
+            return jnp.where(finite, update, 0).astype(p.dtype)
+
+        new_updates = jax.tree.map(combine, params, search_direction, step_direction)
+        # A non-finite step leaves everything as it was, except the counter and the diagnostics.
+        nonfinite_info = state.info._replace(
+            searched=jnp.asarray(False),
+            search_outcome=jnp.asarray(armijo.SKIPPED, jnp.int32),
+            num_evaluations=jnp.zeros_like(state.info.num_evaluations),
+            num_backtracks=jnp.zeros_like(state.info.num_backtracks),
+            step_size=jnp.zeros_like(state.info.step_size),
+            armijo_margin=jnp.full_like(state.info.armijo_margin, jnp.inf),
+            num_nonfinite_skipped=state.info.num_nonfinite_skipped + 1,
+        )
+        kept = scalars._replace(info=nonfinite_info)
+        new_scalars = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_scalars, kept)
+        new_directions = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old).astype(old.dtype),
+            directions_state,
+            state.directions,
+        )
+        new_state = new_scalars._replace(
+            count=jnp.where(finite, optax.safe_increment(state.count), state.count),
+            directions=new_directions,
         )
         return new_updates, new_state
-
-    def update_fn(
-        updates: optax.Updates,
-        state: ScaleBySalsaState,
-        params: optax.Params | None = None,
-        *,
-        value: jax.Array | None = None,
-        grad: optax.Updates | None = None,
-        value_fn: Any = None,
-        **extra_args: Any,
-    ) -> tuple[optax.Updates, ScaleBySalsaState]:
-        check_line_search_args(name, params, value, grad, value_fn)
-        fn_kwargs = value_fn_kwargs(value_fn, extra_args)
-        loss_fn = lambda p: value_fn(p, **fn_kwargs)
-        value = jnp.asarray(value).astype(state.learning_rate.dtype)
-        finite = jnp.isfinite(value) & all_finite(grad) & all_finite(updates)
-
-        def nonfinite_step(_):
-            # Nothing moves: the parameters and the state stay as they were, except the counter.
-            info = state.info._replace(
-                searched=jnp.asarray(False),
-                search_outcome=jnp.asarray(armijo.SKIPPED, jnp.int32),
-                num_evaluations=jnp.zeros_like(state.info.num_evaluations),
-                num_backtracks=jnp.zeros_like(state.info.num_backtracks),
-                step_size=jnp.zeros_like(state.info.step_size),
-                armijo_margin=jnp.full_like(state.info.armijo_margin, jnp.inf),
-                num_nonfinite_skipped=state.info.num_nonfinite_skipped + 1,
-            )
-            return optax.tree.zeros_like(params), state._replace(info=info)
-
-        return jax.lax.cond(
-            finite,
-            lambda _: finite_step(updates, state, params, value, grad, loss_fn),
-            nonfinite_step,
-            None,
-        )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
