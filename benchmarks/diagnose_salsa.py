@@ -7,7 +7,7 @@ searched; then plots them and prints a summary::
 
   python -m benchmarks.diagnose_salsa --task mnist1d_cnn --steps 1500
   python -m benchmarks.diagnose_salsa --task digits_mlp \
-      --variant published= --variant momentum=search_with_momentum=True
+      --variant published=rescale_momentum=False --variant default=
 
 Writes ``benchmarks/results/diagnosis_<task>.{json,png}``.
 """
@@ -20,12 +20,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 import salsa_optax
 from benchmarks import quality
 from benchmarks.tasks import get_task
 
-DEFAULT_VARIANTS = ("published=", "momentum=search_with_momentum=True")
+DEFAULT_VARIANTS = (
+    "published=rescale_momentum=False",
+    "default=",
+    "momentum_search=search_with_momentum=True,rescale_momentum=False",
+)
 
 
 def direction_norms(grad, state, b1=0.9, b2=0.999, eps=1e-8):
@@ -67,8 +72,6 @@ def make_step(ctx, tx):
 
 def _loss(ctx, params, carry, train, indices):
     """The step's minibatch loss at ``params`` (same batch and key as the train step)."""
-    from flax import nnx
-
     _, rest, _, key, step = carry
     _, step_key = jax.random.split(key)
     batch = jax.tree.map(lambda a: a[indices[step]], train)
@@ -124,12 +127,12 @@ def plot(logs, path, title):
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
     panels = [
-        ("stored", "stored step size η", True),
-        ("ratio", "‖P g‖ / ‖P m̂‖ (search / momentum direction)", True),
-        ("update_norm", "‖update‖ applied", True),
-        ("loss", "minibatch loss", True),
+        ("stored", "stored step size η"),
+        ("ratio", "‖P g‖ / ‖P m̂‖ (search / momentum direction)"),
+        ("update_norm", "‖update‖ applied"),
+        ("loss", "minibatch loss"),
     ]
-    for ax, (key, label, log_scale) in zip(axes.flat, panels):
+    for ax, (key, label) in zip(axes.flat, panels, strict=True):
         for name, log in logs.items():
             values = (
                 log["search_direction_norm"] / log["momentum_direction_norm"]
@@ -138,8 +141,7 @@ def plot(logs, path, title):
             )
             ax.plot(values, label=name, lw=0.8)
         ax.set_title(label, fontsize=10)
-        if log_scale:
-            ax.set_yscale("log")
+        ax.set_yscale("log")
     axes[0, 0].legend()
     for ax in axes[1]:
         ax.set_xlabel("step")

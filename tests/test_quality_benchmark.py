@@ -1,0 +1,77 @@
+"""Smoke test of the quality benchmark's machinery: a 2-step grid on the digits task."""
+
+import json
+
+import pytest
+
+from benchmarks import quality
+
+
+def test_two_step_grid_writes_json_and_table(tmp_path):
+    results = quality.main([
+        "--tasks", "digits_mlp",
+        "--optimizers", "prodigy,adam_linesearch,salsa",
+        "--extra-optimizer", "salsa_c01=salsa:slope_rtol=0.1,smoothing=0.99",
+        "--extra-optimizer", "adam_pair=adam:learning_rate=[1e-3,1e-2]",
+        "--seeds", "0,1",
+        "--steps", "2",
+        "--out", str(tmp_path),
+        "--tag", "smoke",
+        "--no-plots",
+    ])  # fmt: skip
+    with open(tmp_path / "quality_smoke.json") as f:
+        saved = json.load(f)
+    names = ["prodigy", "adam_linesearch", "salsa", "salsa_c01", "adam_pair"]
+    ran = [n for n in names if n not in saved["skipped"]]
+    assert {"prodigy", "adam_linesearch", "adam_pair"} <= set(ran)
+
+    runs = saved["runs"]
+    assert len(runs) == 2 * (len(ran) + 1)  # two seeds; adam_pair has two members
+    for run in runs:
+        assert run["steps_done"] == 2
+        assert run["grad_evals"] == 2
+        assert run["passes"] == 2 + run["value_evals"]
+        assert run["curve"]["step"] == [1, 2]
+        assert run["seed"] in (0, 1)
+    line_search = [r for r in runs if r["optimizer"] == "adam_linesearch"]
+    assert all(r["value_evals"] >= 2 for r in line_search)  # at least one trial per step
+
+    rows = saved["summary"]["tasks"]["digits_mlp"]
+    assert set(rows) == set(ran)
+    assert rows["adam_pair"]["grid_size"] == 2
+    assert rows["adam_pair"]["member"] in ("learning_rate=0.001", "learning_rate=0.01")
+    assert rows["adam_pair"]["seeds"] == 2
+    assert sorted(row["rank"] for row in rows.values()) == list(range(1, len(ran) + 1))
+    assert saved["summary"]["cost"]["adam_pair"]["runs"] == 2
+    assert saved["summary"]["cost"]["prodigy"]["runs"] == 1
+    assert results["summary"] == saved["summary"]
+
+    table = (tmp_path / "quality_smoke.md").read_text()
+    assert "## digits_mlp" in table and "## Across tasks" in table
+    for name in ran:
+        assert f"| {name} |" in table
+    assert (tmp_path / "quality_smoke_steps.npz").exists()
+
+
+def test_reuse_takes_identical_runs_instead_of_training(tmp_path, monkeypatch):
+    args = ["--tasks", "digits_mlp", "--optimizers", "prodigy", "--seeds", "0", "--steps", "2",
+            "--out", str(tmp_path), "--no-plots"]  # fmt: skip
+    first = quality.main([*args, "--tag", "first"])
+    monkeypatch.setattr(quality, "train_run", pytest.fail)
+    again = quality.main([*args, "--tag", "again", "--reuse", str(tmp_path / "quality_first.json")])
+    assert again["runs"][0]["test_metric"] == first["runs"][0]["test_metric"]
+
+
+def test_extra_optimizer_parsing():
+    name, entry = quality.parse_extra_optimizer(
+        "s=salsa:slope_rtol=0.1,smoothing=0.99,variant=sps", quality.OPTIMIZERS
+    )
+    assert name == "s" and entry.factory == "salsa_optax:salsa"
+    assert dict(entry.kwargs) == {"slope_rtol": 0.1, "smoothing": 0.99, "variant": "sps"}
+    _, entry = quality.parse_extra_optimizer("a=adam:learning_rate=3e-3", quality.OPTIMIZERS)
+    assert dict(entry.grid) == {} and entry.kwargs["learning_rate"] == 3e-3
+    members = quality.grid_members(quality.OPTIMIZERS["adam"])
+    assert [kwargs["learning_rate"] for _, kwargs in members] == list(quality.ADAM_GRID)
+    with pytest.raises(ValueError, match="unknown base"):
+        quality.parse_extra_optimizer("x=nope:a=1", quality.OPTIMIZERS)
+    assert quality.select_optimizers("group:tuned", quality.OPTIMIZERS) == ["adam", "adamw", "sgdm"]

@@ -1,0 +1,61 @@
+"""Smoke test of the speed benchmark (benchmarks/speed.py): a tiny model, three steps, no timing."""
+
+import json
+
+import pytest
+
+from benchmarks import speed
+
+
+def test_plan_interleaves_chunks_without_straddling_the_start_phase():
+    plan = speed.Plan(warmup=2, steps=25, start_steps=7, chunk=5)
+    assert plan.chunks() == [(0, 5), (5, 7), (7, 12), (12, 17), (17, 22), (22, 25)]
+    assert speed.steady_chunks(plan) == [(7, 12), (12, 17), (17, 22), (22, 25)]
+
+
+def test_tiny_run_writes_results_with_one_compilation_per_variant(tmp_path, monkeypatch):
+    # The benchmark sets XLA_FLAGS for itself; keep the test process's environment as it was.
+    monkeypatch.setenv("XLA_FLAGS", "")
+    results = speed.main(
+        [
+            "--models=tiny",
+            "--variants=salsa",
+            "--steps=3",
+            "--start-steps=1",
+            "--chunk=1",
+            "--horizon-steps=0",
+            "--no-scaling",
+            "--no-torch",
+            "--pin=no",
+            f"--out={tmp_path}",
+        ]
+    )
+    backend = results["environment"]["backend"]
+    written = json.loads((tmp_path / f"speed_{backend}.json").read_text())
+    assert written["plan"] == {"warmup": 2, "steps": 3, "start_steps": 1, "chunk": 1}
+    assert written["torch_skipped"] == "--no-torch given"
+    for key in ("date", "command", "device", "cpu", "versions", "load_average_before"):
+        assert key in written["environment"]
+
+    model = written["models"]["tiny"]
+    assert model["forward_ms"] > 0 and model["forward_over_forward_backward"] > 0
+    assert set(model["variants"]) == {"adam", "salsa"}
+    for name, variant in model["variants"].items():
+        assert variant["compile_count"] == 1, name
+        assert variant["recompiles_while_timing"] == 0, name
+        steady = variant["wall"]["steady"]
+        assert steady["steps"] == 2 and steady["step_ms"] > 0
+        assert {"median", "p25", "p75"} <= set(steady["ratio"])
+        assert steady["physical_limit"] >= 1.0
+        assert variant["memory"]["opt_state_bytes"] > 0
+    adam, salsa = model["variants"]["adam"], model["variants"]["salsa"]
+    assert adam["wall"]["steady"]["ratio"]["median"] == pytest.approx(1.0)
+    assert adam["wall"]["steady"]["evaluations_per_step"] == 0
+    # SaLSa searches on each of its first steps (the schedule's warm-up): one trial or more.
+    assert salsa["wall"]["start"]["searched_fraction"] == 1.0
+    assert salsa["wall"]["start"]["evaluations_per_step"] >= 1
+    assert salsa["memory"]["opt_state_extra_param_copies"] <= 1
+
+    table = (tmp_path / f"speed_{backend}.md").read_text()
+    assert "| salsa() |" in table
+    assert (tmp_path / f"speed_{backend}_overhead.png").stat().st_size > 0
