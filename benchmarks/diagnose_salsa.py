@@ -7,7 +7,7 @@ searched; then plots them and prints a summary::
 
   python -m benchmarks.diagnose_salsa --task mnist1d_cnn --steps 1500
   python -m benchmarks.diagnose_salsa --task digits_mlp \
-      --variant published=rescale_momentum=False --variant default=
+      --variant published= --variant rescaled=rescale_momentum=True
 
 Writes ``benchmarks/results/diagnosis_<task>.{json,png}``.
 """
@@ -27,8 +27,8 @@ from benchmarks import quality
 from benchmarks.tasks import get_task
 
 DEFAULT_VARIANTS = (
-    "published=rescale_momentum=False",
-    "default=",
+    "published=",
+    "rescaled=rescale_momentum=True",
     "momentum_search=search_with_momentum=True,rescale_momentum=False",
 )
 

@@ -17,7 +17,6 @@ def test_two_step_grid_writes_json_and_table(tmp_path):
         "--steps", "2",
         "--out", str(tmp_path),
         "--tag", "smoke",
-        "--no-plots",
     ])  # fmt: skip
     with open(tmp_path / "quality_smoke.json") as f:
         saved = json.load(f)
@@ -51,6 +50,8 @@ def test_two_step_grid_writes_json_and_table(tmp_path):
     for name in ran:
         assert f"| {name} |" in table
     assert (tmp_path / "quality_smoke_steps.npz").exists()
+    for figure in ("loss", "step_size"):
+        assert (tmp_path / f"quality_smoke_digits_mlp_{figure}.png").stat().st_size > 0
 
 
 def test_reuse_takes_identical_runs_instead_of_training(tmp_path, monkeypatch):
