@@ -272,6 +272,20 @@ def grid_members(entry: Optimizer, lr_scale: float = 1.0) -> list[tuple[str, dic
     return members
 
 
+def parse_steps(spec: str) -> int | dict[str, int]:
+    """``--steps``: one budget for every task, or ``TASK=N`` pairs for some.
+
+    >>> parse_steps("100")
+    100
+    >>> parse_steps("fashion_resnet=2580,digits_mlp=50")
+    {'fashion_resnet': 2580, 'digits_mlp': 50}
+    """
+    if "=" not in spec:
+        return int(spec)
+    pairs = [item.split("=", 1) for item in spec.split(",")]
+    return {task.strip(): int(steps) for task, steps in pairs}
+
+
 def select_optimizers(patterns: str | None, registry: Mapping[str, Optimizer]) -> list[str]:
     """Names matching comma-separated names, globs, ``group:<g>``, ``default`` or ``all``."""
     if not patterns:
@@ -889,7 +903,8 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     per_step = {}
     for task_name in task_names:
         task = get_task(task_name)
-        ctx = TaskContext.build(task, args.preset, args.steps, args.batch_size)
+        steps = args.steps.get(task_name) if isinstance(args.steps, dict) else args.steps
+        ctx = TaskContext.build(task, args.preset, steps, args.batch_size)
         ctx.seeds = seeds or task.budgets[args.preset].seeds
         ctx.rerun = lambda name: any(fnmatch.fnmatch(name, p) for p in args.rerun.split(","))
         results["tasks"][task_name] = {
@@ -1038,7 +1053,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="a registry entry derived from BASE",
     )
     parser.add_argument("--seeds", help="comma-separated seeds (default: the preset's per task)")
-    parser.add_argument("--steps", type=int, help="override every task's step budget")
+    parser.add_argument(
+        "--steps",
+        type=parse_steps,
+        help="override the step budget: N for every task, or TASK=N,... for some",
+    )
     parser.add_argument("--batch-size", type=int, help="override every task's batch size")
     parser.add_argument("--out", default=RESULTS_DIR, help="output folder")
     parser.add_argument(

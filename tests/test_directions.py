@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from objectives import OBJECTIVES, make_train_step
 
 import salsa_optax
@@ -49,6 +50,29 @@ def test_rescaled_momentum_takes_the_search_direction_length():
     cosine = optax.tree.vdot(step, step_r) / (optax.tree.norm(step) * optax.tree.norm(step_r))
     np.testing.assert_allclose(cosine, 1.0, rtol=1e-5)
     jax.tree.map(np.testing.assert_array_equal, search, search_r)
+
+
+@pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0])
+def test_partial_rescale_interpolates_the_length_geometrically(exponent):
+    params, state = _moments_after(5)
+    grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
+    search, step, _ = adam_directions(0.9, 0.999, 1e-8, False).update(
+        grads, state.directions, state.count
+    )
+    _, step_r, _ = adam_directions(0.9, 0.999, 1e-8, False, rescale_momentum=exponent).update(
+        grads, state.directions, state.count
+    )
+    ratio = optax.tree.norm(search) / optax.tree.norm(step)
+    assert ratio > 1.2  # the exponent matters here
+    np.testing.assert_allclose(
+        optax.tree.norm(step_r), optax.tree.norm(step) * ratio**exponent, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("exponent", [-0.1, 1.5])
+def test_rescale_exponent_out_of_range_is_rejected(exponent):
+    with pytest.raises(ValueError, match="0 <= rescale_momentum <= 1"):
+        salsa_optax.salsa(rescale_momentum=exponent)
 
 
 def _skipped_step(tx):

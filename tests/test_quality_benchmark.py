@@ -55,9 +55,10 @@ def test_two_step_grid_writes_json_and_table(tmp_path):
 
 
 def test_reuse_takes_identical_runs_instead_of_training(tmp_path, monkeypatch):
-    args = ["--tasks", "digits_mlp", "--optimizers", "prodigy", "--seeds", "0", "--steps", "2",
-            "--out", str(tmp_path), "--no-plots"]  # fmt: skip
+    args = ["--tasks", "digits_mlp", "--optimizers", "prodigy", "--seeds", "0",
+            "--steps", "digits_mlp=2", "--out", str(tmp_path), "--no-plots"]  # fmt: skip
     first = quality.main([*args, "--tag", "first"])
+    assert first["runs"][0]["steps_done"] == 2
     monkeypatch.setattr(quality, "train_run", pytest.fail)
     again = quality.main([*args, "--tag", "again", "--reuse", str(tmp_path / "quality_first.json")])
     assert again["runs"][0]["test_metric"] == first["runs"][0]["test_metric"]

@@ -57,12 +57,12 @@ def salsa(
       weight_decay: :math:`\lambda`, decoupled weight decay scaled by the stored step size.
       search_with_momentum: search along the momentum direction instead of the momentum-free one
         (static: pass it in ``static_args`` of :func:`optax.inject_hyperparams`).
-      rescale_momentum: a step the schedule skips moves along the momentum direction rescaled to
-        the length of the search direction, :math:`-P\hat m\,\|Pg\|/\|P\hat m\|`. The search
+      rescale_momentum: :math:`\rho \in [0, 1]`: a step the schedule skips moves along the
+        momentum direction rescaled by :math:`(\|Pg\|/\|P\hat m\|)^\rho`; ``True`` is 1 (the
+        length of the search direction), ``False`` is 0 (the published step). The search
         calibrates the step size on the noisy :math:`Pg`, several times longer than
-        :math:`P\hat m`, so plain momentum steps with that step size move too little; this
-        option fixes that, and wins on small tasks, but loses on a 3-epoch ResNet, so it is off
-        by default (see the README's *Defaults*).
+        :math:`P\hat m`, so plain momentum steps with that step size move too little. See the
+        README's *Defaults* for what each value measured.
       adaptive_search_frequency: search only as often as the step size moves.
       decrease_factor: factor shrinking a rejected step size.
       increase_factor: factor growing the stored step size at each step.

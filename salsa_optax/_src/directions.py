@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from salsa_optax._src.validation import check_hyperparameter
+
 
 class Directions(NamedTuple):
     """A pair of functions giving the search and step directions.
@@ -58,10 +60,18 @@ def adam_directions(
     The step direction is :math:`-P \hat m`. The search direction is :math:`-P g` (the reference's
     default), or :math:`-P \hat m` with ``search_with_momentum``. Moments are updated and
     bias-corrected (standard form, ``t`` = steps including this one) on every step. With
-    ``rescale_momentum`` the step direction is :math:`-P \hat m \, \|P g\| / \|P \hat m\|`: it
-    keeps the momentum's orientation and takes the search direction's length, so a step the
-    schedule skips moves as far as a searched one.
+    ``rescale_momentum`` :math:`= \rho` the step direction is
+    :math:`-P \hat m \, (\|P g\| / \|P \hat m\|)^\rho`: it keeps the momentum's orientation and,
+    at :math:`\rho = 1` (``True``), takes the search direction's length, so a step the schedule
+    skips moves as far as a searched one; :math:`\rho = 0` (``False``) is the published step.
     """
+
+    check_hyperparameter(
+        "rescale_momentum",
+        rescale_momentum,
+        lambda v: 0 <= v <= 1,
+        "0 <= rescale_momentum <= 1 (False = 0, True = 1)",
+    )
 
     def init(params):
         return AdamDirectionsState(
@@ -81,8 +91,8 @@ def adam_directions(
         )
         if rescale_momentum is not False:  # may be an array under optax.inject_hyperparams
             ratio = optax.tree.norm(search) / optax.tree.norm(step)
-            ratio = jnp.where(jnp.isfinite(ratio) & rescale_momentum, ratio, 1.0)
-            step = optax.tree.scale(ratio, step)
+            factor = ratio ** jnp.asarray(rescale_momentum, ratio.dtype)
+            step = optax.tree.scale(jnp.where(jnp.isfinite(factor), factor, 1.0), step)
         return search, step, AdamDirectionsState(mu=mu, nu=nu)
 
     return Directions(init=init, update=update)
