@@ -198,6 +198,7 @@ DEFAULT_OPTIMIZERS = (
 
 PRESETS = {
     "quick": ("digits_mlp", "mnist1d_cnn"),
+    "cpu": tuple(TASKS),
     "full": tuple(TASKS),
 }
 
@@ -924,7 +925,8 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                 results["skipped"][name] = f"{type(error).__name__}: {error}"
                 continue
             results["runs"] += runs
-        write_outputs(results, per_step, prefix, started, plots=False)
+            # After every optimizer: an interrupted benchmark keeps what it finished (--reuse).
+            write_outputs(results, per_step, prefix, started, plots=False)
     write_outputs(results, per_step, prefix, started, plots=not args.no_plots)
     return results
 
@@ -1031,6 +1033,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_const",
         const="quick",
         help="small budgets, runs on 2 CPU cores in under 15 minutes (default)",
+    )
+    preset.add_argument(
+        "--cpu",
+        dest="preset",
+        action="store_const",
+        const="cpu",
+        help="every task at budgets 2 CPU cores finish in a few hours (the README's table)",
     )
     preset.add_argument(
         "--full",

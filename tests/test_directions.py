@@ -110,3 +110,26 @@ def test_published_and_default_skipped_steps_move_along_plain_momentum():
     for tx in (salsa_optax.salsa_published(), salsa_optax.salsa()):
         moved, step_size, _, momentum_norm = _skipped_step(tx)
         np.testing.assert_allclose(moved, step_size * momentum_norm, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rescale", [False, True])
+def test_searched_step_along_momentum_moves_along_the_step_direction(rescale):
+    tx = salsa_optax.salsa(searched_step_along_momentum=True, rescale_momentum=rescale)
+    published = salsa_optax.salsa(rescale_momentum=rescale)
+    step = make_train_step(tx, MLP)
+    params, state = MLP.params, tx.init(MLP.params)
+    for _ in range(3):
+        params, state, _ = step(params, state)
+    new_params, new_state, _ = step(params, state)
+    assert bool(new_state.info.searched) and int(new_state.info.search_outcome) == 1
+    grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
+    _, direction, _ = adam_directions(0.9, 0.999, 1e-8, False, rescale).update(
+        grads, state.directions, state.count
+    )
+    moved = jax.tree.map(jnp.subtract, new_params, params)
+    expected = optax.tree.scale(new_state.info.step_size, direction)
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    jax.tree.map(close, moved, expected)
+    # The search itself is the published one: same step size, different point.
+    _, published_state, _ = make_train_step(published, MLP)(params, state)
+    np.testing.assert_allclose(published_state.learning_rate, new_state.learning_rate, rtol=1e-6)

@@ -63,7 +63,8 @@ class Task(NamedTuple):
       evaluate: ``(model, batch) -> (loss, metric)``, per-example arrays in evaluation mode.
       metric: name of the test metric.
       higher_is_better: direction of ``metric``.
-      budgets: ``{"quick": Budget, "full": Budget}``.
+      budgets: ``{"quick": Budget, "cpu": Budget, "full": Budget}``, one per preset of
+        ``benchmarks.quality``.
       lr_grid_scale: multiplies the learning rates of the tuned baselines' grids (fine-tuning a
         pretrained model wants rates ten times smaller than training from scratch).
     """

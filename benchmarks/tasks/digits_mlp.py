@@ -49,6 +49,7 @@ def task() -> base.Task:
         higher_is_better=True,
         budgets={
             "quick": base.Budget(steps=600, batch_size=64, seeds=(0, 1, 2)),
+            "cpu": base.Budget(steps=600, batch_size=64, seeds=(0, 1, 2)),
             "full": base.Budget(steps=2000, batch_size=64, seeds=(0, 1, 2, 3, 4)),
         },
     )

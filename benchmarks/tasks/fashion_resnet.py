@@ -71,6 +71,7 @@ def task() -> base.Task:
         higher_is_better=True,
         budgets={
             "quick": base.Budget(steps=300, batch_size=64, seeds=(0,)),
+            "cpu": base.Budget(steps=2580, batch_size=64, seeds=(0, 1, 2)),  # 3 epochs
             "full": base.Budget(steps=2580, batch_size=64, seeds=(0, 1, 2)),  # 3 epochs
         },
     )

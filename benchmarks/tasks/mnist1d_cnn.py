@@ -46,6 +46,7 @@ def task() -> base.Task:
         higher_is_better=True,
         budgets={
             "quick": base.Budget(steps=1500, batch_size=128, seeds=(0, 1, 2)),
+            "cpu": base.Budget(steps=1500, batch_size=128, seeds=(0, 1, 2)),
             "full": base.Budget(steps=6000, batch_size=128, seeds=(0, 1, 2, 3, 4)),
         },
     )

@@ -80,6 +80,9 @@ def task() -> base.Task:
             "quick": base.Budget(
                 steps=60, batch_size=16, seeds=(0,), eval_batch_size=250, train_eval_examples=1000
             ),
+            "cpu": base.Budget(
+                steps=60, batch_size=16, seeds=(0,), eval_batch_size=250, train_eval_examples=1000
+            ),
             "full": base.Budget(
                 steps=1000,
                 batch_size=32,

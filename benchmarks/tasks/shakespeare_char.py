@@ -122,6 +122,7 @@ def task() -> base.Task:
         higher_is_better=False,
         budgets={
             "quick": base.Budget(steps=500, batch_size=16, seeds=(0,)),
+            "cpu": base.Budget(steps=500, batch_size=16, seeds=(0, 1, 2)),
             "full": base.Budget(steps=3000, batch_size=64, seeds=(0, 1, 2)),
         },
     )

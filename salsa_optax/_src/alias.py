@@ -24,6 +24,7 @@ def salsa(
     weight_decay: Any = 0.0,
     search_with_momentum: bool = False,
     rescale_momentum: Any = False,
+    searched_step_along_momentum: bool = False,
     adaptive_search_frequency: Any = True,
     decrease_factor: Any = 0.8,
     increase_factor: Any = 1.1,
@@ -63,6 +64,10 @@ def salsa(
         calibrates the step size on the noisy :math:`Pg`, several times longer than
         :math:`P\hat m`, so plain momentum steps with that step size move too little. See the
         README's *Defaults* for what each value measured.
+      searched_step_along_momentum: a searched step moves along the (rescaled) momentum
+        direction with the accepted step size, as a skipped step does, instead of to the accepted
+        trial point on :math:`-P g` (static: pass it in ``static_args`` of
+        :func:`optax.inject_hyperparams`).
       adaptive_search_frequency: search only as often as the step size moves.
       decrease_factor: factor shrinking a rejected step size.
       increase_factor: factor growing the stored step size at each step.
@@ -113,6 +118,7 @@ def salsa(
         warmup_searches=warmup_searches,
         max_search_interval=max_search_interval,
         weight_decay=weight_decay,
+        searched_step_along_step_direction=searched_step_along_momentum,
     )
 
 

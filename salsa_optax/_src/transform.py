@@ -133,6 +133,7 @@ def salsa_transformation(
     warmup_searches: Any,
     max_search_interval: Any,
     weight_decay: Any = 0.0,
+    searched_step_along_step_direction: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """The one SaLSa implementation behind every public transform and alias.
 
@@ -141,6 +142,8 @@ def salsa_transformation(
       name: the public name, for error messages.
       weight_decay: decoupled weight decay, scaled by the stored step size; trial points start
         from the decayed parameters.
+      searched_step_along_step_direction: a searched step moves along the step direction with the
+        accepted step size instead of to the accepted trial point (static).
       **others: see :func:`scale_by_salsa`.
 
     Returns:
@@ -254,7 +257,10 @@ def salsa_transformation(
                     armijo_margin=result.min_margin,
                 ),
             )
-            return new_scalars, (result.step_taken, jnp.zeros_like(result.step_taken))
+            coefficients = (jnp.zeros_like(result.step_taken), result.step_taken)
+            if not searched_step_along_step_direction:
+                coefficients = coefficients[::-1]
+            return new_scalars, coefficients
 
         def skip(_):
             new_scalars = scalars._replace(
