@@ -457,6 +457,7 @@ class TaskContext:
     evaluate: Callable
     seeds: tuple[int, ...] = ()
     rerun: Callable[[str], bool] = lambda name: False  # train again even if reusable
+    reuse_only: bool = False  # train only reruns: a run missing from the reused files is left out
     compiled: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -705,6 +706,8 @@ def markdown_report(results: Mapping) -> str:
         ]
         for name, row in sorted(rows.items(), key=lambda item: item[1]["rank"]):
             diverged = f" ({row['diverged']}/{row['seeds']} diverged)" if row["diverged"] else ""
+            if row["seeds"] < len(task["seeds"]):  # --reuse-only found fewer seeds
+                diverged += f" ({row['seeds']} of {len(task['seeds'])} seeds)"
             lines.append(
                 f"| {row['rank']:g} | {name} | {row['member'] or '—'}"
                 f"{' (grid edge)' if row['grid_edge'] else ''} | "
@@ -908,6 +911,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         ctx = TaskContext.build(task, args.preset, steps, args.batch_size)
         ctx.seeds = seeds or task.budgets[args.preset].seeds
         ctx.rerun = lambda name: any(fnmatch.fnmatch(name, p) for p in args.rerun.split(","))
+        ctx.reuse_only = args.reuse_only
         results["tasks"][task_name] = {
             "description": task.description,
             "metric": task.metric,
@@ -947,6 +951,8 @@ def run_optimizer(ctx: TaskContext, name: str, entry: Optimizer, reusable, per_s
             run = None if ctx.rerun(name) else reusable.get(key)
             if run is not None:
                 run = dict(run, reused=True)
+            elif ctx.reuse_only and not ctx.rerun(name):
+                continue
             else:
                 extra = {"total_steps": ctx.steps} if wants_steps else {}
                 if entry.prior:
@@ -1082,6 +1088,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="earlier result files whose runs with the same configuration are "
         "taken instead of rerun (only valid while the optimizer code is unchanged)",
     )
+    parser.add_argument("--reuse-only", action="store_true",
+                        help="train only the --rerun names; report the other runs found in the "
+                        "--reuse files (the tables say where a row has fewer seeds)")  # fmt: skip
     parser.add_argument("--rerun", default="", metavar="NAMES",
                         help="comma-separated names or globs trained again despite --reuse "
                         "(after a change to their code)")  # fmt: skip

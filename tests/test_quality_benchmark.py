@@ -77,3 +77,25 @@ def test_extra_optimizer_parsing():
     with pytest.raises(ValueError, match="unknown base"):
         quality.parse_extra_optimizer("x=nope:a=1", quality.OPTIMIZERS)
     assert quality.select_optimizers("group:tuned", quality.OPTIMIZERS) == ["adam", "adamw", "sgdm"]
+
+
+def test_reuse_only_reports_what_it_finds_and_trains_only_reruns(tmp_path, monkeypatch):
+    base = ["--tasks", "digits_mlp", "--steps", "2", "--out", str(tmp_path), "--no-plots"]
+    quality.main([*base, "--optimizers", "prodigy", "--seeds", "0", "--tag", "first"])
+    trained = []
+    real_train_run = quality.train_run
+    monkeypatch.setattr(
+        quality,
+        "train_run",
+        lambda ctx, compiled_as, *a: (
+            trained.append(compiled_as[0]) or real_train_run(ctx, compiled_as, *a)
+        ),
+    )
+    report = quality.main([
+        *base, "--optimizers", "prodigy,salsa", "--seeds", "0,1", "--tag", "report",
+        "--reuse", str(tmp_path / "quality_first.json"), "--reuse-only", "--rerun", "salsa",
+    ])  # fmt: skip
+    assert trained == ["salsa", "salsa"]  # prodigy's seed 1 is missing and not trained
+    rows = report["summary"]["tasks"]["digits_mlp"]
+    assert rows["prodigy"]["seeds"] == 1 and rows["salsa"]["seeds"] == 2
+    assert "(1 of 2 seeds)" in (tmp_path / "quality_report.md").read_text()
