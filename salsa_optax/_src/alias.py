@@ -7,11 +7,13 @@ import optax
 from salsa_optax._src.directions import adam_directions
 from salsa_optax._src.transform import salsa_transformation, scale_by_salsa
 
-PUBLISHED_DEFAULTS = {"slope_rtol": 0.5, "smoothing": 0.9, "rescale_momentum": False}
-"""The authors' published PyTorch optimizer: ``c``, ``beta3``, and steps the schedule skips moving
-along the plain momentum direction."""
+_PUBLISHED_STEPS = {"rescale_momentum": False, "searched_step_along_momentum": False}
 
-PAPER_VALUES = {"slope_rtol": 0.3, "smoothing": 0.99, "rescale_momentum": False}
+PUBLISHED_DEFAULTS = {"slope_rtol": 0.5, "smoothing": 0.9, **_PUBLISHED_STEPS}
+"""The authors' published PyTorch optimizer: ``c``, ``beta3``; skipped steps move along the plain
+momentum direction, searched steps to the accepted trial point."""
+
+PAPER_VALUES = {"slope_rtol": 0.3, "smoothing": 0.99, **_PUBLISHED_STEPS}
 """``c`` and ``beta3`` as given in the text of the SaLSa paper, directions as published."""
 
 
