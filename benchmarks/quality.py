@@ -948,10 +948,11 @@ def run_optimizer(ctx: TaskContext, name: str, entry: Optimizer, reusable, per_s
     for member, kwargs in grid_members(entry, ctx.task.lr_grid_scale):
         for seed in ctx.seeds:
             key = _run_key(task_name, name, member, kwargs, seed, ctx.steps, ctx.batch_size)
-            run = None if ctx.rerun(name) else reusable.get(key)
+            rerun = ctx.rerun(name)
+            run = None if rerun else reusable.get(key)
             if run is not None:
                 run = dict(run, reused=True)
-            elif ctx.reuse_only and not ctx.rerun(name):
+            elif ctx.reuse_only and not rerun:
                 continue
             else:
                 extra = {"total_steps": ctx.steps} if wants_steps else {}

@@ -62,10 +62,8 @@ def test_salsa_sgd_is_scale_by_salsa_on_the_gradient():
 
 def test_presets_by_name():
     steps = {"rescale_momentum": False, "searched_step_along_momentum": False}
-    published_values = dict(salsa_optax.PUBLISHED_DEFAULTS)
-    paper_values = dict(salsa_optax.PAPER_VALUES)
-    assert published_values == {"slope_rtol": 0.5, "smoothing": 0.9, **steps}
-    assert paper_values == {"slope_rtol": 0.3, "smoothing": 0.99, **steps}
+    assert {"slope_rtol": 0.5, "smoothing": 0.9, **steps} == salsa_optax.PUBLISHED_DEFAULTS
+    assert {"slope_rtol": 0.3, "smoothing": 0.99, **steps} == salsa_optax.PAPER_VALUES
     paper, _, _ = _run(salsa_optax.salsa_paper(), MLP, 15)
     explicit, _, _ = _run(
         salsa_optax.salsa(slope_rtol=0.3, smoothing=0.99, rescale_momentum=False), MLP, 15

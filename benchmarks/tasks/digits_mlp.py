@@ -38,6 +38,7 @@ def load_data() -> base.Data:
 
 
 def task() -> base.Task:
+    quick = base.Budget(steps=600, batch_size=64, seeds=(0, 1, 2))
     return base.Task(
         name="digits_mlp",
         description="MLP 64-128-128-10 on UCI digits (sklearn)",
@@ -48,8 +49,8 @@ def task() -> base.Task:
         metric="accuracy",
         higher_is_better=True,
         budgets={
-            "quick": base.Budget(steps=600, batch_size=64, seeds=(0, 1, 2)),
-            "cpu": base.Budget(steps=600, batch_size=64, seeds=(0, 1, 2)),
+            "quick": quick,
+            "cpu": quick,
             "full": base.Budget(steps=2000, batch_size=64, seeds=(0, 1, 2, 3, 4)),
         },
     )

@@ -60,6 +60,7 @@ def evaluate(model: nnx.Module, batch: base.Arrays):
 
 
 def task() -> base.Task:
+    full = base.Budget(steps=2580, batch_size=64, seeds=(0, 1, 2))  # 3 epochs
     return base.Task(
         name="fashion_resnet",
         description="ResNet-8 (8 filters, BatchNorm; examples/resnet) on Fashion-MNIST",
@@ -71,7 +72,7 @@ def task() -> base.Task:
         higher_is_better=True,
         budgets={
             "quick": base.Budget(steps=300, batch_size=64, seeds=(0,)),
-            "cpu": base.Budget(steps=2580, batch_size=64, seeds=(0, 1, 2)),  # 3 epochs
-            "full": base.Budget(steps=2580, batch_size=64, seeds=(0, 1, 2)),  # 3 epochs
+            "cpu": full,
+            "full": full,
         },
     )

@@ -35,6 +35,7 @@ def load_data() -> base.Data:
 
 
 def task() -> base.Task:
+    quick = base.Budget(steps=1500, batch_size=128, seeds=(0, 1, 2))
     return base.Task(
         name="mnist1d_cnn",
         description="CNN (3 conv1d, 25 channels) on MNIST-1D",
@@ -45,8 +46,8 @@ def task() -> base.Task:
         metric="accuracy",
         higher_is_better=True,
         budgets={
-            "quick": base.Budget(steps=1500, batch_size=128, seeds=(0, 1, 2)),
-            "cpu": base.Budget(steps=1500, batch_size=128, seeds=(0, 1, 2)),
+            "quick": quick,
+            "cpu": quick,
             "full": base.Budget(steps=6000, batch_size=128, seeds=(0, 1, 2, 3, 4)),
         },
     )

@@ -66,6 +66,9 @@ def evaluate(model: nnx.Module, batch: base.Arrays):
 
 
 def task() -> base.Task:
+    quick = base.Budget(
+        steps=60, batch_size=16, seeds=(0,), eval_batch_size=250, train_eval_examples=1000
+    )
     return base.Task(
         name="rotten_tomatoes_minilm",
         description="MiniLM-L6 (pretrained; examples/bert) fine-tuned on Rotten Tomatoes",
@@ -77,12 +80,8 @@ def task() -> base.Task:
         higher_is_better=True,
         lr_grid_scale=0.1,  # Adam grid 3e-5 ... 3e-3
         budgets={
-            "quick": base.Budget(
-                steps=60, batch_size=16, seeds=(0,), eval_batch_size=250, train_eval_examples=1000
-            ),
-            "cpu": base.Budget(
-                steps=60, batch_size=16, seeds=(0,), eval_batch_size=250, train_eval_examples=1000
-            ),
+            "quick": quick,
+            "cpu": quick,
             "full": base.Budget(
                 steps=1000,
                 batch_size=32,

@@ -111,6 +111,7 @@ def evaluate(model: nnx.Module, batch: base.Arrays):
 
 
 def task() -> base.Task:
+    quick = base.Budget(steps=500, batch_size=16, seeds=(0,))
     return base.Task(
         name="shakespeare_char",
         description="character transformer (2 layers, width 64, context 64) on Hamlet",
@@ -121,8 +122,8 @@ def task() -> base.Task:
         metric="bits_per_char",
         higher_is_better=False,
         budgets={
-            "quick": base.Budget(steps=500, batch_size=16, seeds=(0,)),
-            "cpu": base.Budget(steps=500, batch_size=16, seeds=(0, 1, 2)),
+            "quick": quick,
+            "cpu": quick._replace(seeds=(0, 1, 2)),
             "full": base.Budget(steps=3000, batch_size=64, seeds=(0, 1, 2)),
         },
     )

@@ -257,9 +257,9 @@ def salsa_transformation(
                     armijo_margin=result.min_margin,
                 ),
             )
-            coefficients = (jnp.zeros_like(result.step_taken), result.step_taken)
-            if not searched_step_along_step_direction:
-                coefficients = coefficients[::-1]
+            taken, none = result.step_taken, jnp.zeros_like(result.step_taken)
+            # (search coefficient, step coefficient) of the update formed outside the branches.
+            coefficients = (none, taken) if searched_step_along_step_direction else (taken, none)
             return new_scalars, coefficients
 
         def skip(_):
