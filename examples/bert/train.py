@@ -14,7 +14,6 @@ What is particular to BERT:
 """
 
 import functools
-import json
 import os
 from typing import Any
 
@@ -28,7 +27,7 @@ from flax import nnx
 import salsa_optax
 from examples.bert import input_pipeline, models
 from examples.bert import tokenizer as tokenizer_lib
-from examples.common import loop, metrics, optimizers, plotting, sharding, train_step
+from examples.common import loop, optimizers, sharding, train_step
 
 
 def default_model_dir() -> str:
@@ -223,14 +222,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     # RBG keys: their random bits compile several times faster than threefry's on CPU (each
     # dropout site of each traced loss counts), and dropout masks need no cross-platform match.
     dropout_key = jax.random.key(config.seed, impl="rbg")
-    counted_train = train_step.TraceCounter(
-        train_step.pure_train_step(graphdef, make_step_fn(dropout_key))
-    )
-    counted_eval = train_step.TraceCounter(
-        lambda state, batch: eval_step(nnx.merge(graphdef, state)[0], batch)
-    )
-    train_fn = sharding.data_parallel_jit(counted_train, mesh, donate_state=True)
-    eval_fn = sharding.data_parallel_jit(counted_eval, mesh)
+    compiled = train_step.compile_steps(graphdef, make_step_fn(dropout_key), eval_step, mesh)
 
     def epoch_batches(epoch, start):
         return input_pipeline.train_batches(
@@ -244,11 +236,11 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
 
     def evaluate_state(state):
         batches = input_pipeline.eval_batches(eval_data, config.eval_batch_size, config.buckets)
-        return evaluate(eval_fn, state, batches, mesh)
+        return evaluate(compiled.eval_fn, state, batches, mesh)
 
     _, records = loop.train(
         state,
-        train_fn=train_fn,
+        train_fn=compiled.train_fn,
         epoch_batches=epoch_batches,
         evaluate=evaluate_state,
         mesh=mesh,
@@ -258,20 +250,12 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
         log_every=config.log_every,
         show_progress=config.progress_bar,
     )
-    plot = plotting.plot_training_curves(
-        records,
-        os.path.join(workdir, "curves.png"),
-        title=f"{config.model} on {config.dataset}, {config.optimizer}",
-    )
     last_eval = [r for r in records if "epoch" in r][-1:]
-    summary = {
-        **metrics.summarize(records),
+    return loop.write_summary(
+        records,
+        workdir,
+        title=f"{config.model} on {config.dataset}, {config.optimizer}",
+        compiled=compiled,
         **{k: v for r in last_eval for k, v in r.items() if k.startswith("eval_")},
-        "task_metric": task.metric,
-        "train_compiles": counted_train.count,
-        "eval_compiles": counted_eval.count,
-        "plot": str(plot),
-    }
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    return summary
+        task_metric=task.metric,
+    )

@@ -10,8 +10,11 @@ over the epochs' batches, and
   ``workdir/metrics.jsonl`` and the progress bar;
 * evaluates after each epoch and writes that record too;
 * saves a checkpoint after each epoch, at the end, and when SIGTERM or Ctrl-C asks it to stop.
+
+:func:`write_summary` then draws the curves and writes ``workdir/summary.json``.
 """
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -19,7 +22,7 @@ from typing import Any
 
 from flax import nnx
 
-from examples.common import checkpointing, metrics, progress, sharding, shutdown
+from examples.common import checkpointing, metrics, plotting, progress, sharding, shutdown
 
 
 def train(
@@ -87,6 +90,40 @@ def train(
                 )
             checkpointer.save(step, state)
     return state, metrics.read_jsonl(writer.path)
+
+
+def write_summary(
+    records: list[dict[str, Any]],
+    workdir: str,
+    *,
+    title: str,
+    compiled: Any,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Plots ``workdir/curves.png`` and writes and returns the run's ``workdir/summary.json``.
+
+    Args:
+      records: the records :func:`train` returned.
+      workdir: the run's folder.
+      title: the plot's title.
+      compiled: the :class:`~examples.common.train_step.CompiledSteps` the run trained with.
+      **extra: further summary entries.
+
+    Returns:
+      :func:`examples.common.metrics.summarize` of ``records``, then ``extra``, then
+      ``train_compiles`` and ``eval_compiles`` (traces of each step) and ``plot`` (the PNG).
+    """
+    plot = plotting.plot_training_curves(records, os.path.join(workdir, "curves.png"), title=title)
+    summary = {
+        **metrics.summarize(records),
+        **extra,
+        "train_compiles": compiled.train_traces.count,
+        "eval_compiles": compiled.eval_traces.count,
+        "plot": str(plot),
+    }
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
 
 
 class _Clock:

@@ -18,10 +18,12 @@ faithful and harmless:
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 from flax import nnx
+
+from examples.common import sharding
 
 LossFn = Callable[[nnx.Module], tuple[jax.Array, Any]]
 
@@ -113,3 +115,40 @@ class TraceCounter:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.count += 1
         return self._fn(*args, **kwargs)
+
+
+class CompiledSteps(NamedTuple):
+    """The jitted data-parallel steps of a trainer, and how often each was traced.
+
+    Attributes:
+      train_fn: ``train_fn(state, batch) -> (state, metrics)``, state donated.
+      eval_fn: ``eval_fn(state, batch) -> sums``.
+      train_traces: :class:`TraceCounter` of the train step.
+      eval_traces: :class:`TraceCounter` of the eval step.
+    """
+
+    train_fn: Callable[..., Any]
+    eval_fn: Callable[..., Any]
+    train_traces: TraceCounter
+    eval_traces: TraceCounter
+
+
+def compile_steps(
+    graphdef: nnx.GraphDef,
+    step_fn: StepFn,
+    eval_step: Callable[[nnx.Module, Any], Any],
+    mesh: Any,
+) -> CompiledSteps:
+    """Jits ``step_fn`` (see :func:`pure_train_step`) and ``eval_step(model, batch)`` over ``mesh``.
+
+    The batch is sharded along the mesh's data axis, the state replicated and, for the train step,
+    donated; each step counts its traces so a trainer can report its compilations.
+    """
+    train_traces = TraceCounter(pure_train_step(graphdef, step_fn))
+    eval_traces = TraceCounter(lambda state, batch: eval_step(nnx.merge(graphdef, state)[0], batch))
+    return CompiledSteps(
+        train_fn=sharding.data_parallel_jit(train_traces, mesh, donate_state=True),
+        eval_fn=sharding.data_parallel_jit(eval_traces, mesh),
+        train_traces=train_traces,
+        eval_traces=eval_traces,
+    )

@@ -11,8 +11,6 @@ The parts every example shares live in :mod:`examples.common`; what is particula
 """
 
 import functools
-import json
-import os
 from typing import Any
 
 import jax
@@ -20,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from examples.common import loop, metrics, optimizers, plotting, sharding, train_step
+from examples.common import loop, optimizers, sharding, train_step
 from examples.resnet import input_pipeline, models
 
 
@@ -125,12 +123,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     graphdef, state = create_train_state(config, train_source)
     mesh = sharding.create_mesh()
     state = sharding.replicate(state, mesh)
-    counted_train = train_step.TraceCounter(train_step.pure_train_step(graphdef, train_step_fn))
-    counted_eval = train_step.TraceCounter(
-        lambda state, batch: eval_step(nnx.merge(graphdef, state)[0], batch)
-    )
-    train_fn = sharding.data_parallel_jit(counted_train, mesh, donate_state=True)
-    eval_fn = sharding.data_parallel_jit(counted_eval, mesh)
+    compiled = train_step.compile_steps(graphdef, train_step_fn, eval_step, mesh)
 
     def epoch_batches(epoch, start):
         first = epoch * steps_per_epoch + start
@@ -146,11 +139,11 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
 
     def evaluate_state(state):
         batches = input_pipeline.eval_batches(eval_source, spec, batch_size=config.eval_batch_size)
-        return evaluate(eval_fn, state, batches, mesh)
+        return evaluate(compiled.eval_fn, state, batches, mesh)
 
-    state, records = loop.train(
+    _, records = loop.train(
         state,
-        train_fn=train_fn,
+        train_fn=compiled.train_fn,
         epoch_batches=epoch_batches,
         evaluate=evaluate_state,
         mesh=mesh,
@@ -160,17 +153,9 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
         log_every=config.log_every,
         show_progress=config.progress_bar,
     )
-    plot = plotting.plot_training_curves(
+    return loop.write_summary(
         records,
-        os.path.join(workdir, "curves.png"),
+        workdir,
         title=f"{config.model} on {config.dataset}, {config.optimizer}",
+        compiled=compiled,
     )
-    summary = {
-        **metrics.summarize(records),
-        "train_compiles": counted_train.count,
-        "eval_compiles": counted_eval.count,
-        "plot": str(plot),
-    }
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    return summary
