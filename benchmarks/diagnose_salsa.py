@@ -7,7 +7,7 @@ searched; then plots them and prints a summary::
 
   python -m benchmarks.diagnose_salsa --task mnist1d_cnn --steps 1500
   python -m benchmarks.diagnose_salsa --task digits_mlp \
-      --variant published= --variant rescaled=rescale_momentum=True
+      --variant default= --variant growing=increase_factor=1.1
 
 Writes ``benchmarks/results/diagnosis_<task>.{json,png}``.
 """
@@ -27,9 +27,9 @@ from benchmarks import quality
 from benchmarks.tasks import get_task
 
 DEFAULT_VARIANTS = (
-    "published=",
-    "rescaled=rescale_momentum=True",
-    "momentum_search=search_with_momentum=True,rescale_momentum=False",
+    "published=rescale_momentum=False,increase_factor=1.1",
+    "rescaled=increase_factor=1.1",
+    "default=",
 )
 
 

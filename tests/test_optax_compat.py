@@ -38,7 +38,7 @@ def test_chain_with_adam_equals_full_optimizer_searching_with_momentum():
         trajectories = []
         for tx in (
             optax.chain(optax.scale_by_adam(), salsa_optax.scale_by_salsa()),
-            salsa_optax.salsa(search_with_momentum=True),
+            salsa_optax.salsa_published(search_with_momentum=True),
         ):
             step = make_train_step(tx, objective)
             params, state = objective.params, tx.init(objective.params)
@@ -61,12 +61,20 @@ def test_salsa_sgd_is_scale_by_salsa_on_the_gradient():
 
 
 def test_presets_by_name():
-    steps = {"rescale_momentum": False, "searched_step_along_momentum": False}
+    steps = {
+        "rescale_momentum": False,
+        "searched_step_along_momentum": False,
+        "increase_factor": 1.1,
+    }
     assert {"slope_rtol": 0.5, "smoothing": 0.9, **steps} == salsa_optax.PUBLISHED_DEFAULTS
     assert {"slope_rtol": 0.3, "smoothing": 0.99, **steps} == salsa_optax.PAPER_VALUES
     paper, _, _ = _run(salsa_optax.salsa_paper(), MLP, 15)
     explicit, _, _ = _run(
-        salsa_optax.salsa(slope_rtol=0.3, smoothing=0.99, rescale_momentum=False), MLP, 15
+        salsa_optax.salsa(
+            slope_rtol=0.3, smoothing=0.99, rescale_momentum=False, increase_factor=1.1
+        ),
+        MLP,
+        15,
     )
     published, _, _ = _run(salsa_optax.salsa_published(), MLP, 15)
     _assert_trees_close(paper, explicit, rtol=0, atol=0)
@@ -231,3 +239,19 @@ def test_state_can_be_donated_and_built_inside_a_trace():
     params, state, _ = step(jax.tree.map(jnp.copy, MLP.params), state)
     params, state, _ = step(params, state)
     assert int(state.count) == 2
+
+
+def test_default_step_size_never_grows_while_the_published_one_does():
+    def learning_rates(tx):
+        step = make_train_step(tx, MLP)
+        params, state = MLP.params, tx.init(MLP.params)
+        rates = []
+        for _ in range(60):
+            params, state, _ = step(params, state)
+            rates.append(float(optax.tree.get(state, "learning_rate")))
+        return np.array(rates)
+
+    default = learning_rates(salsa_optax.salsa())
+    assert np.all(np.diff(default) <= 0)
+    assert default[-1] < 1.0  # the search shrank it from its initial value
+    assert np.any(np.diff(learning_rates(salsa_optax.salsa_published())) > 0)

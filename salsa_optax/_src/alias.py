@@ -7,14 +7,19 @@ import optax
 from salsa_optax._src.directions import adam_directions
 from salsa_optax._src.transform import salsa_transformation, scale_by_salsa
 
-_PUBLISHED_STEPS = {"rescale_momentum": False, "searched_step_along_momentum": False}
+_PUBLISHED_STEPS = {
+    "rescale_momentum": False,
+    "searched_step_along_momentum": False,
+    "increase_factor": 1.1,
+}
 
 PUBLISHED_DEFAULTS = {"slope_rtol": 0.5, "smoothing": 0.9, **_PUBLISHED_STEPS}
 """The authors' published PyTorch optimizer: ``c``, ``beta3``; skipped steps move along the plain
-momentum direction, searched steps to the accepted trial point."""
+momentum direction, searched steps to the accepted trial point; the step size grows by 1.1 at
+each step."""
 
 PAPER_VALUES = {"slope_rtol": 0.3, "smoothing": 0.99, **_PUBLISHED_STEPS}
-"""``c`` and ``beta3`` as given in the text of the SaLSa paper, directions as published."""
+"""``c`` and ``beta3`` as given in the text of the SaLSa paper; steps and growth as published."""
 
 
 def salsa(
@@ -25,11 +30,11 @@ def salsa(
     eps: Any = 1e-8,
     weight_decay: Any = 0.0,
     search_with_momentum: bool = False,
-    rescale_momentum: Any = False,
+    rescale_momentum: Any = True,
     searched_step_along_momentum: bool = False,
     adaptive_search_frequency: Any = True,
     decrease_factor: Any = 0.8,
-    increase_factor: Any = 1.1,
+    increase_factor: Any = 1.0,
     max_backtracking_steps: Any = 100,
     initial_learning_rate: Any = 1.0,
     max_learning_rate: Any = None,
@@ -38,18 +43,25 @@ def salsa(
 ) -> optax.GradientTransformationExtraArgs:
     r"""ADAM + SaLSa: Adam whose step size is found by SaLSa's smoothed Armijo line search.
 
-    One step, as the reference optimizer executes it (see :func:`scale_by_salsa` for the test and
-    the search-frequency schedule):
+    One step (see :func:`scale_by_salsa` for the test and the search-frequency schedule):
 
     1. decoupled weight decay with the stored step size, :math:`\tilde w = w - \lambda\eta w`;
     2. Adam moments and bias correction, :math:`P = 1/(\sqrt{\hat v} + \epsilon)`;
     3. a searching step tests trial points :math:`\tilde w - \eta P g` (or :math:`- \eta P \hat m`
-       with ``search_with_momentum``) and takes the accepted one; a step the schedule skips moves
-       to :math:`\tilde w - \gamma\eta P \hat m` (times :math:`\|Pg\|/\|P\hat m\|` with
-       ``rescale_momentum``).
+       with ``search_with_momentum``), starting from :math:`\gamma\eta`, and takes the accepted
+       one; a step the schedule skips moves to
+       :math:`\tilde w - \gamma\eta P \hat m \, (\|Pg\|/\|P\hat m\|)^\rho`.
+
+    The defaults are not the authors' published ones (:func:`salsa_published`); the README's
+    *Defaults* gives the measurements that chose them. Two arguments differ: skipped steps
+    move as far as searched ones (``rescale_momentum=True``: the published momentum step is 4–5×
+    shorter than the search direction its step size was calibrated on), and the step size never
+    grows (``increase_factor=1.0``: a search starts from the stored step size and can only
+    shrink it, so on BatchNorm networks it cannot follow the growing weight norms upward).
 
     Without weight decay and with ``search_with_momentum=True`` this equals
-    ``optax.chain(optax.scale_by_adam(b1, b2, eps), scale_by_salsa(...))``.
+    ``optax.chain(optax.scale_by_adam(b1, b2, eps), scale_by_salsa(...))`` given the same search
+    arguments.
 
     Args:
       slope_rtol: :math:`c` of the Armijo test.
@@ -72,7 +84,8 @@ def salsa(
         :func:`optax.inject_hyperparams`).
       adaptive_search_frequency: search only as often as the step size moves.
       decrease_factor: factor shrinking a rejected step size.
-      increase_factor: factor growing the stored step size at each step.
+      increase_factor: :math:`\gamma`, factor growing the stored step size at each step (1:
+        never; the published optimizer's is 1.1).
       max_backtracking_steps: at most this many trial points per search.
       initial_learning_rate: the stored step size before the first step.
       max_learning_rate: cap on the proposed step size (``None``: no cap).
