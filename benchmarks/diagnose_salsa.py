@@ -26,11 +26,13 @@ import salsa_optax
 from benchmarks import quality
 from benchmarks.tasks import get_task
 
-DEFAULT_VARIANTS = (
-    "published=rescale_momentum=False,increase_factor=1.1",
-    "rescaled=increase_factor=1.1",
-    "default=",
-)
+# salsa() keyword arguments of each variant: the published optimizer, the published growth with
+# the rescaled skipped steps of the default, and the default.
+DEFAULT_VARIANTS = {
+    "published": dict(salsa_optax.PUBLISHED_DEFAULTS),
+    "rescaled": {"increase_factor": salsa_optax.PUBLISHED_DEFAULTS["increase_factor"]},
+    "default": {},
+}
 
 
 def direction_norms(grad, state, b1=0.9, b2=0.999, eps=1e-8):
@@ -168,7 +170,7 @@ def main(argv=None):
     parser.add_argument("--variant", action="append", help="NAME=KEY=VALUE,... of salsa()")
     parser.add_argument("--out", default=quality.RESULTS_DIR)
     args = parser.parse_args(argv)
-    variants = dict(parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS))
+    variants = dict(map(parse_variant, args.variant)) if args.variant else DEFAULT_VARIANTS
     logs = run(args.task, variants, args.steps, args.seed)
     summary = summarize(logs)
     os.makedirs(args.out, exist_ok=True)

@@ -117,7 +117,7 @@ def test_published_skipped_steps_move_along_plain_momentum():
 @pytest.mark.parametrize("rescale", [False, True])
 def test_searched_step_along_momentum_moves_along_the_step_direction(rescale):
     tx = salsa_optax.salsa(searched_step_along_momentum=True, rescale_momentum=rescale)
-    published = salsa_optax.salsa(rescale_momentum=rescale)
+    to_trial_point = salsa_optax.salsa(rescale_momentum=rescale)
     step = make_train_step(tx, MLP)
     params, state = MLP.params, tx.init(MLP.params)
     for _ in range(3):
@@ -132,6 +132,6 @@ def test_searched_step_along_momentum_moves_along_the_step_direction(rescale):
     expected = optax.tree.scale(new_state.info.step_size, direction)
     close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
     jax.tree.map(close, moved, expected)
-    # The search itself is the published one: same step size, different point.
-    _, published_state, _ = make_train_step(published, MLP)(params, state)
-    np.testing.assert_allclose(published_state.learning_rate, new_state.learning_rate, rtol=1e-6)
+    # The search itself is unchanged: same step size, different point.
+    _, trial_point_state, _ = make_train_step(to_trial_point, MLP)(params, state)
+    np.testing.assert_allclose(trial_point_state.learning_rate, new_state.learning_rate, rtol=1e-6)

@@ -138,10 +138,11 @@ def salsa(
 
 
 def salsa_published(**overrides: Any) -> optax.GradientTransformationExtraArgs:
-    """:func:`salsa` with the authors' published defaults (``c = 0.5``, ``beta3 = 0.9``).
+    """:func:`salsa` with the authors' published defaults, :data:`PUBLISHED_DEFAULTS`.
 
-    This is the optimizer of the reference trajectories; other arguments of :func:`salsa` may be
-    given as keywords.
+    ``c = 0.5``, ``beta3 = 0.9``, skipped steps along the plain momentum direction and a step size
+    that grows by 1.1 at each step. This is the optimizer of the reference trajectories; other
+    arguments of :func:`salsa` may be given as keywords.
 
     Examples:
       >>> import salsa_optax
