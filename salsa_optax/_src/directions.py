@@ -89,7 +89,9 @@ def adam_directions(
         search = (
             step if search_with_momentum else jax.tree.map(lambda g, d: -g / d, grads, denominator)
         )
-        if rescale_momentum is not False:  # may be an array under optax.inject_hyperparams
+        # Searching along the momentum, both directions are one and the factor is 1.
+        if rescale_momentum is not False and not search_with_momentum:
+            # rescale_momentum may be an array under optax.inject_hyperparams.
             ratio = optax.tree.norm(search) / optax.tree.norm(step)
             factor = ratio ** jnp.asarray(rescale_momentum, ratio.dtype)
             step = optax.tree.scale(jnp.where(jnp.isfinite(factor), factor, 1.0), step)
