@@ -9,6 +9,7 @@ from salsa_optax._src.alias import (
     salsa_sgd,
     sls,
 )
+from salsa_optax._src.defaults import SEARCH_DEFAULTS, SearchDefaults
 from salsa_optax._src.directions import AdamDirectionsState
 from salsa_optax._src.eg_step_size import (
     EGStepSizeInfo,
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PAPER_VALUES",
     "PUBLISHED_DEFAULTS",
+    "SEARCH_DEFAULTS",
     "AdamDirectionsState",
     "EGStepSizeInfo",
     "GradNormInfo",
@@ -47,6 +49,7 @@ __all__ = [
     "ScaleByEGStepSizeState",
     "ScaleByLayerwiseCurvatureState",
     "ScaleBySalsaState",
+    "SearchDefaults",
     "egdd",
     "layerwise_curvature_adamw",
     "layerwise_curvature_sgd",

@@ -37,8 +37,8 @@ def test_chain_with_adam_equals_full_optimizer_searching_with_momentum():
         )
         trajectories = []
         for tx in (
-            optax.chain(optax.scale_by_adam(), salsa_optax.scale_by_salsa()),
-            salsa_optax.salsa_published(search_with_momentum=True),
+            optax.chain(optax.adam(learning_rate=1.0), salsa_optax.scale_by_salsa()),
+            salsa_optax.salsa(search_with_momentum=True),
         ):
             step = make_train_step(tx, objective)
             params, state = objective.params, tx.init(objective.params)
@@ -54,9 +54,10 @@ def test_chain_with_adam_equals_full_optimizer_searching_with_momentum():
     _assert_trees_close(params_a, params_b, rtol=1e-10, atol=1e-12)
 
 
-def test_salsa_sgd_is_scale_by_salsa_on_the_gradient():
+def test_salsa_sgd_is_scale_by_salsa_chained_the_optax_way():
     params_a, _, _ = _run(salsa_optax.salsa_sgd(), LOGISTIC, 15)
-    params_b, _, _ = _run(salsa_optax.scale_by_salsa(), LOGISTIC, 15)
+    chained = optax.chain(optax.sgd(learning_rate=1.0), salsa_optax.scale_by_salsa())
+    params_b, _, _ = _run(chained, LOGISTIC, 15)
     _assert_trees_close(params_a, params_b, rtol=0, atol=0)
 
 
@@ -66,7 +67,8 @@ def test_presets_by_name():
         "searched_step_along_momentum": False,
         "increase_factor": 1.1,
     }
-    assert {"slope_rtol": 0.5, "smoothing": 0.9, **steps} == salsa_optax.PUBLISHED_DEFAULTS
+    published = {"slope_rtol": 0.5, "smoothing": 0.9, **steps, "reference_bypass": True}
+    assert published == salsa_optax.PUBLISHED_DEFAULTS
     assert {"slope_rtol": 0.3, "smoothing": 0.99, **steps} == salsa_optax.PAPER_VALUES
     paper, _, _ = _run(salsa_optax.salsa_paper(), MLP, 15)
     explicit, _, _ = _run(

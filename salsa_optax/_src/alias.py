@@ -1,11 +1,14 @@
 """The SaLSa optimizers: the full Adam-direction optimizer, its presets, SGD and SLS forms."""
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import optax
 
-from salsa_optax._src.directions import adam_directions
-from salsa_optax._src.transform import salsa_transformation, scale_by_salsa
+from salsa_optax._src.defaults import SEARCH_DEFAULTS as DEFAULTS
+from salsa_optax._src.directions import adam_directions, gradient_direction
+from salsa_optax._src.transform import salsa_transformation
 
 _PUBLISHED_STEPS = {
     "rescale_momentum": False,
@@ -13,18 +16,23 @@ _PUBLISHED_STEPS = {
     "increase_factor": 1.1,
 }
 
-PUBLISHED_DEFAULTS = {"slope_rtol": 0.5, "smoothing": 0.9, **_PUBLISHED_STEPS}
+PUBLISHED_DEFAULTS = {
+    "slope_rtol": 0.5,
+    "smoothing": 0.9,
+    **_PUBLISHED_STEPS,
+    "reference_bypass": True,
+}
 """The authors' published PyTorch optimizer: ``c``, ``beta3``; skipped steps move along the plain
 momentum direction, searched steps to the accepted trial point; the step size grows by 1.1 at
-each step."""
+each step; the search is bypassed when the loss or the smoothed slope is below 1e-8."""
 
 PAPER_VALUES = {"slope_rtol": 0.3, "smoothing": 0.99, **_PUBLISHED_STEPS}
 """``c`` and ``beta3`` as given in the text of the SaLSa paper; steps and growth as published."""
 
 
 def salsa(
-    slope_rtol: Any = 0.5,
-    smoothing: Any = 0.9,
+    slope_rtol: Any = DEFAULTS.slope_rtol,
+    smoothing: Any = DEFAULTS.smoothing,
     b1: Any = 0.9,
     b2: Any = 0.999,
     eps: Any = 1e-8,
@@ -32,18 +40,21 @@ def salsa(
     search_with_momentum: bool = False,
     rescale_momentum: Any = True,
     searched_step_along_momentum: bool = False,
-    adaptive_search_frequency: Any = True,
-    decrease_factor: Any = 0.8,
-    increase_factor: Any = 1.0,
-    max_backtracking_steps: Any = 100,
-    initial_learning_rate: Any = 1.0,
-    max_learning_rate: Any = None,
-    warmup_searches: Any = 9,
-    max_search_interval: Any = 10,
+    adaptive_search_frequency: Any = DEFAULTS.adaptive_search_frequency,
+    decrease_factor: Any = DEFAULTS.decrease_factor,
+    increase_factor: Any = DEFAULTS.increase_factor,
+    max_backtracking_steps: Any = DEFAULTS.max_backtracking_steps,
+    initial_learning_rate: Any = DEFAULTS.initial_learning_rate,
+    max_learning_rate: Any = DEFAULTS.max_learning_rate,
+    warmup_searches: Any = DEFAULTS.warmup_searches,
+    max_search_interval: Any = DEFAULTS.max_search_interval,
+    reference_bypass: bool = False,
+    aux_like: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""ADAM + SaLSa: Adam whose step size is found by SaLSa's smoothed Armijo line search.
 
-    One step (see :func:`scale_by_salsa` for the test and the search-frequency schedule):
+    One step (see :func:`scale_by_salsa` for the test, its guards and the search-frequency
+    schedule):
 
     1. decoupled weight decay with the stored step size, :math:`\tilde w = w - \lambda\eta w`;
     2. Adam moments and bias correction, :math:`P = 1/(\sqrt{\hat v} + \epsilon)`;
@@ -53,14 +64,14 @@ def salsa(
        :math:`\tilde w - \gamma\eta P \hat m \, (\|Pg\|/\|P\hat m\|)^\rho`.
 
     The defaults are not the authors' published ones (:func:`salsa_published`); the README's
-    *Defaults* gives the measurements that chose them. Two arguments differ: skipped steps
-    move as far as searched ones (``rescale_momentum=True``: the published momentum step is 4–5×
-    shorter than the search direction its step size was calibrated on), and the step size never
-    grows (``increase_factor=1.0``: a search starts from the stored step size and can only
-    shrink it, so on BatchNorm networks it cannot follow the growing weight norms upward).
+    *Defaults* gives the measurements that chose them. Skipped steps move as far as searched ones
+    (``rescale_momentum=True``: the published momentum step is 4–5× shorter than the search
+    direction its step size was calibrated on), the step size never grows
+    (``increase_factor=1.0``), and the search never depends on the loss's offset (no
+    ``reference_bypass``).
 
     Without weight decay and with ``search_with_momentum=True`` this equals
-    ``optax.chain(optax.scale_by_adam(b1, b2, eps), scale_by_salsa(...))`` given the same search
+    ``optax.chain(optax.adam(1.0, b1, b2, eps), scale_by_salsa(...))`` given the same search
     arguments.
 
     Args:
@@ -74,14 +85,10 @@ def salsa(
         (static: pass it in ``static_args`` of :func:`optax.inject_hyperparams`).
       rescale_momentum: :math:`\rho \in [0, 1]`: a step the schedule skips moves along the
         momentum direction rescaled by :math:`(\|Pg\|/\|P\hat m\|)^\rho`; ``True`` is 1 (the
-        length of the search direction), ``False`` is 0 (the published step). The search
-        calibrates the step size on the noisy :math:`Pg`, several times longer than
-        :math:`P\hat m`, so plain momentum steps with that step size move too little. See the
-        README's *Defaults* for what each value measured.
+        length of the search direction), ``False`` is 0 (the published step).
       searched_step_along_momentum: a searched step moves along the (rescaled) momentum
         direction with the accepted step size, as a skipped step does, instead of to the accepted
-        trial point on :math:`-P g` (static: pass it in ``static_args`` of
-        :func:`optax.inject_hyperparams`).
+        trial point on :math:`-P g` (static).
       adaptive_search_frequency: search only as often as the step size moves.
       decrease_factor: factor shrinking a rejected step size.
       increase_factor: :math:`\gamma`, factor growing the stored step size at each step (1:
@@ -91,6 +98,10 @@ def salsa(
       max_learning_rate: cap on the proposed step size (``None``: no cap).
       warmup_searches: the first steps always search.
       max_search_interval: the longest gap between searches.
+      reference_bypass: skip the search, as the authors' optimizer does, when the loss or the
+        smoothed slope is below 1e-8, taking the stored step size untested (static). It makes
+        the search depend on the loss's offset: a negative loss never searches.
+      aux_like: the structure of ``value_fn``'s aux output, see :func:`scale_by_salsa`.
 
     Returns:
       A :class:`optax.GradientTransformationExtraArgs`; its ``update`` takes ``value``, ``grad``
@@ -134,67 +145,128 @@ def salsa(
         max_search_interval=max_search_interval,
         weight_decay=weight_decay,
         searched_step_along_step_direction=searched_step_along_momentum,
+        reference_bypass=reference_bypass,
+        aux_like=aux_like,
     )
 
 
-def salsa_published(**overrides: Any) -> optax.GradientTransformationExtraArgs:
-    """:func:`salsa` with the authors' published defaults, :data:`PUBLISHED_DEFAULTS`.
-
-    ``c = 0.5``, ``beta3 = 0.9``, skipped steps along the plain momentum direction and a step size
-    that grows by 1.1 at each step. This is the optimizer of the reference trajectories; other
-    arguments of :func:`salsa` may be given as keywords.
-
-    Examples:
-      >>> import salsa_optax
-      >>> tx = salsa_optax.salsa_published(weight_decay=1e-4)
-    """
-    return salsa(**{**PUBLISHED_DEFAULTS, **overrides})
-
-
-def salsa_paper(**overrides: Any) -> optax.GradientTransformationExtraArgs:
-    """:func:`salsa` with the values given in the paper's text (``c = 0.3``, ``beta3 = 0.99``).
-
-    Examples:
-      >>> import salsa_optax
-      >>> tx = salsa_optax.salsa_paper()
-    """
-    return salsa(**{**PAPER_VALUES, **overrides})
-
-
 def salsa_sgd(
-    slope_rtol: Any = 0.5,
-    smoothing: Any = 0.9,
-    **search_args: Any,
+    slope_rtol: Any = DEFAULTS.slope_rtol,
+    smoothing: Any = DEFAULTS.smoothing,
+    decrease_factor: Any = DEFAULTS.decrease_factor,
+    increase_factor: Any = DEFAULTS.increase_factor,
+    max_backtracking_steps: Any = DEFAULTS.max_backtracking_steps,
+    initial_learning_rate: Any = DEFAULTS.initial_learning_rate,
+    max_learning_rate: Any = DEFAULTS.max_learning_rate,
+    adaptive_search_frequency: Any = DEFAULTS.adaptive_search_frequency,
+    warmup_searches: Any = DEFAULTS.warmup_searches,
+    max_search_interval: Any = DEFAULTS.max_search_interval,
+    aux_like: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """SaLSa on the plain gradient direction: :func:`scale_by_salsa` fed the raw gradients.
+    """SaLSa on the plain gradient direction, a full optimizer taking the raw gradients.
 
-    Args:
-      slope_rtol: :math:`c` of the Armijo test.
-      smoothing: :math:`\\beta_3`.
-      **search_args: the other arguments of :func:`scale_by_salsa`.
+    Equal to ``optax.chain(optax.sgd(1.0), scale_by_salsa(...))`` with the same arguments (see
+    :func:`scale_by_salsa` for each), with a single state.
 
     Examples:
       >>> import salsa_optax
       >>> tx = salsa_optax.salsa_sgd(max_learning_rate=10.0)
     """
-    return scale_by_salsa(slope_rtol=slope_rtol, smoothing=smoothing, **search_args)
+    return salsa_transformation(
+        gradient_direction(),
+        name="salsa_sgd",
+        slope_rtol=slope_rtol,
+        smoothing=smoothing,
+        decrease_factor=decrease_factor,
+        increase_factor=increase_factor,
+        max_backtracking_steps=max_backtracking_steps,
+        initial_learning_rate=initial_learning_rate,
+        max_learning_rate=max_learning_rate,
+        adaptive_search_frequency=adaptive_search_frequency,
+        warmup_searches=warmup_searches,
+        max_search_interval=max_search_interval,
+        aux_like=aux_like,
+    )
 
 
-def sls(
-    slope_rtol: Any = 0.1,
-    decrease_factor: Any = 0.9,
-    **search_args: Any,
-) -> optax.GradientTransformationExtraArgs:
+def _preset(
+    base: Callable[..., optax.GradientTransformationExtraArgs],
+    name: str,
+    doc: str,
+    defaults: dict[str, Any],
+    fixed: dict[str, Any] | None = None,
+) -> Callable[..., optax.GradientTransformationExtraArgs]:
+    """``base`` with other defaults and some arguments fixed, under an explicit signature.
+
+    The signature (read by :func:`optax.inject_hyperparams` and by ``help``) is ``base``'s, with
+    ``defaults`` as the new default values and without the ``fixed`` arguments.
+    """
+    fixed = fixed or {}
+    parameters = [
+        p.replace(default=defaults.get(p.name, p.default))
+        for p in inspect.signature(base).parameters.values()
+        if p.name not in fixed
+    ]
+    signature = inspect.Signature(
+        parameters, return_annotation=optax.GradientTransformationExtraArgs
+    )
+
+    def factory(*args: Any, **kwargs: Any) -> optax.GradientTransformationExtraArgs:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return base(**bound.arguments, **fixed)
+
+    factory.__signature__ = signature
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    factory.__module__ = __name__
+    return factory
+
+
+salsa_published = _preset(
+    salsa,
+    "salsa_published",
+    """:func:`salsa` with the authors' published defaults, :data:`PUBLISHED_DEFAULTS`.
+
+    ``c = 0.5``, ``beta3 = 0.9``, skipped steps along the plain momentum direction, a step size
+    that grows by 1.1 at each step, and the search bypassed when the loss or the smoothed slope is
+    below 1e-8. This is the optimizer of the reference trajectories (``tests/data/vectors``).
+    Two guards differ from the authors' code and never act on those trajectories: a bypassed step
+    takes the stored step size without growing it (the authors' grows without bound once the
+    loss reaches zero, until the parameters overflow), and a search whose trials all fail keeps
+    the stored step size instead of the last, tiny trial. Every argument of :func:`salsa` may be
+    given.
+
+    Examples:
+      >>> import salsa_optax
+      >>> tx = salsa_optax.salsa_published(weight_decay=1e-4)
+    """,
+    PUBLISHED_DEFAULTS,
+)
+
+salsa_paper = _preset(
+    salsa,
+    "salsa_paper",
+    """:func:`salsa` with the values given in the paper's text (``c = 0.3``, ``beta3 = 0.99``).
+
+    Steps and growth as published (:data:`PAPER_VALUES`). Every argument of :func:`salsa` may be
+    given.
+
+    Examples:
+      >>> import salsa_optax
+      >>> tx = salsa_optax.salsa_paper()
+    """,
+    PAPER_VALUES,
+)
+
+sls = _preset(
+    salsa_sgd,
+    "sls",
     """The classic stochastic Armijo line search (SLS) on the gradient direction.
 
     SaLSa without smoothing (``beta3 = 0``) and with a search on every step: the baseline of the
-    SaLSa paper. Defaults ``c = 0.1`` and backtracking factor 0.9 follow Vaswani et al.
-
-    Args:
-      slope_rtol: :math:`c` of the Armijo test.
-      decrease_factor: factor shrinking a rejected step size.
-      **search_args: the other arguments of :func:`scale_by_salsa` except ``smoothing`` and
-        ``adaptive_search_frequency``.
+    SaLSa paper. Defaults ``c = 0.1`` and backtracking factor 0.9 follow Vaswani et al.; the other
+    arguments are those of :func:`salsa_sgd`.
 
     Examples:
       >>> import salsa_optax
@@ -202,11 +274,7 @@ def sls(
 
     References:
       Vaswani et al., `Painless Stochastic Gradient <https://arxiv.org/abs/1905.09997>`_, 2019.
-    """
-    return scale_by_salsa(
-        slope_rtol=slope_rtol,
-        smoothing=0.0,
-        decrease_factor=decrease_factor,
-        adaptive_search_frequency=False,
-        **search_args,
-    )
+    """,
+    {"slope_rtol": 0.1, "decrease_factor": 0.9},
+    fixed={"smoothing": 0.0, "adaptive_search_frequency": False},
+)

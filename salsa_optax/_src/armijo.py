@@ -8,34 +8,45 @@ import jax.numpy as jnp
 import optax
 
 # Values of `SalsaInfo.search_outcome`.
-SKIPPED = 0  # the search-frequency schedule skipped the search
+SKIPPED = 0  # the search-frequency schedule skipped the search; the stored step size was taken
 ACCEPTED = 1  # a trial passed the smoothed Armijo test
 ZERO_DECREASE = 2  # a trial's loss equalled the current loss exactly (accepted, averages kept)
-EXHAUSTED = 3  # every trial was rejected: no step along the direction
-BYPASSED = 4  # loss or smoothed slope below 1e-8: the proposal is taken untested
+EXHAUSTED = 3  # every trial was rejected: no step, the stored step size kept
+BYPASSED = 4  # reference_bypass only: loss or smoothed slope below 1e-8, stored step untested
+NON_DESCENT = 5  # the search direction's slope was not positive: no step, the state kept
+NON_FINITE = 6  # value, grad or updates were not finite: no step, the state kept
 
 BYPASS_THRESHOLD = 1e-8
 
 
 class ArmijoConfig(NamedTuple):
-    """Hyper-parameters of the smoothed Armijo search (numbers or scalar arrays)."""
+    """Hyper-parameters of the smoothed Armijo search (numbers or scalar arrays).
+
+    ``reference_bypass`` is static: with it, the search is bypassed as in the authors' optimizer
+    when the loss or the smoothed slope is below 1e-8.
+    """
 
     slope_rtol: Any  # c
     smoothing: Any  # beta3
     decrease_factor: Any
     max_backtracking_steps: Any
+    reference_bypass: bool = False
 
 
 class SearchResult(NamedTuple):
     """Outcome of one backtracking search.
 
     Attributes:
-      step_size: the accepted step size; for an exhausted search, the last one proposed.
-      step_taken: the step size that multiplies the direction in the update (0 when exhausted).
+      step_size: the step size to store: the accepted one; for an exhausted, bypassed or
+        non-descent search, the stored step size of the previous step.
+      step_taken: the step size that multiplies the direction in the update (0 when exhausted or
+        non-descent).
       avg_decrease: the running average of the loss decrease after the search.
       num_evaluations: loss evaluations made by the search.
-      outcome: one of ``ACCEPTED``, ``ZERO_DECREASE``, ``EXHAUSTED``, ``BYPASSED``.
+      outcome: one of ``ACCEPTED``, ``ZERO_DECREASE``, ``EXHAUSTED``, ``BYPASSED``,
+        ``NON_DESCENT``.
       min_margin: smallest ``|lhs - rhs| / |rhs|`` over the tests made (``inf`` when none).
+      aux: the auxiliary output of the accepted trial (``aux`` given to the search otherwise).
     """
 
     step_size: jax.Array
@@ -44,6 +55,7 @@ class SearchResult(NamedTuple):
     num_evaluations: jax.Array
     outcome: jax.Array
     min_margin: jax.Array
+    aux: Any
 
 
 class _Carry(NamedTuple):
@@ -52,6 +64,7 @@ class _Carry(NamedTuple):
     num_evaluations: jax.Array
     outcome: jax.Array  # 0 while searching
     min_margin: jax.Array
+    aux: Any
 
 
 def smoothed_armijo_test(
@@ -94,36 +107,59 @@ def smoothed_armijo_test(
     return passed, lhs, margin
 
 
+def bypassed(value: jax.Array, avg_slope: jax.Array, config: ArmijoConfig) -> jax.Array:
+    """Whether the reference's shortcut skips the search (only with ``reference_bypass``).
+
+    Examples:
+      >>> from salsa_optax._src.armijo import ArmijoConfig, bypassed
+      >>> config = ArmijoConfig(0.5, 0.9, 0.8, 100, reference_bypass=True)
+      >>> bool(bypassed(-3.0, 1.0, config)), bool(bypassed(-3.0, 1.0, config._replace(
+      ...     reference_bypass=False)))
+      (True, False)
+    """
+    if not config.reference_bypass:
+        return jnp.asarray(False)
+    return (value < BYPASS_THRESHOLD) | (avg_slope < BYPASS_THRESHOLD)
+
+
 def backtracking_search(
-    loss_at: Callable[[jax.Array], jax.Array],
+    loss_at: Callable[[jax.Array], tuple[jax.Array, Any]],
     value: jax.Array,
     avg_decrease: jax.Array,
     avg_slope: jax.Array,
+    stored_step_size: jax.Array,
     initial_step_size: jax.Array,
     config: ArmijoConfig,
+    descent: jax.Array = True,
+    aux: Any = None,
 ) -> SearchResult:
     """Shrinks the step size until the smoothed Armijo test passes, in ``lax.while_loop``.
 
     Args:
-      loss_at: maps a step size ``eta`` to the loss at the trial point ``w + eta * d``.
+      loss_at: maps a step size ``eta`` to ``(loss, aux)`` at the trial point ``w + eta * d``.
       value: the loss at the current point, ``f(w)``.
       avg_decrease: :math:`\\bar D` before the search.
       avg_slope: :math:`\\bar S`, already updated with this step's slope.
+      stored_step_size: the step size stored before this step: kept when every trial is rejected,
+        and taken untested when the search is bypassed.
       initial_step_size: the first trial.
       config: the search hyper-parameters.
+      descent: whether the direction's slope is positive; if not, nothing is evaluated and the
+        outcome is ``NON_DESCENT``.
+      aux: the auxiliary output returned when no trial is accepted (same structure as the trials').
 
     Returns:
-      A :class:`SearchResult`. The search is bypassed (no evaluation) when ``value`` or
-      ``avg_slope`` is below 1e-8, as in the reference implementation.
+      A :class:`SearchResult`.
     """
-    bypass = (value < BYPASS_THRESHOLD) | (avg_slope < BYPASS_THRESHOLD)
+    bypass = bypassed(value, avg_slope, config)
     int_dtype = jnp.int32
 
     def searching(carry: _Carry) -> jax.Array:
         return (carry.outcome == 0) & (carry.num_evaluations < config.max_backtracking_steps)
 
     def trial(carry: _Carry) -> _Carry:
-        decrease = value - loss_at(carry.step_size).astype(value.dtype)
+        loss, trial_aux = loss_at(carry.step_size)
+        decrease = value - loss.astype(value.dtype)
         # An exactly zero decrease is floating-point cancellation, not evidence: accept the step
         # but keep the average.
         zero = decrease == 0
@@ -139,6 +175,9 @@ def backtracking_search(
             num_evaluations=carry.num_evaluations + 1,
             outcome=outcome.astype(int_dtype),
             min_margin=jnp.minimum(carry.min_margin, margin),
+            aux=jax.tree.map(
+                lambda new, old: jnp.where(outcome > 0, new, old), trial_aux, carry.aux
+            ),
         )
         # Hyper-parameters given as arrays may promote; the loop carry must keep its dtypes.
         return optax.tree.cast_like(new_carry, carry)
@@ -147,16 +186,21 @@ def backtracking_search(
         step_size=initial_step_size,
         avg_decrease=avg_decrease,
         num_evaluations=jnp.zeros((), int_dtype),
-        outcome=jnp.where(bypass, BYPASSED, 0).astype(int_dtype),
+        outcome=jnp.where(descent, jnp.where(bypass, BYPASSED, 0), NON_DESCENT).astype(int_dtype),
         min_margin=jnp.full((), jnp.inf, value.dtype),
+        aux=aux,
     )
     end = jax.lax.while_loop(searching, trial, start)
     outcome = jnp.where(end.outcome == 0, EXHAUSTED, end.outcome).astype(int_dtype)
+    no_step = (outcome == EXHAUSTED) | (outcome == NON_DESCENT)
+    kept = no_step | (outcome == BYPASSED)
+    step_size = jnp.where(kept, stored_step_size, end.step_size).astype(end.step_size.dtype)
     return SearchResult(
-        step_size=end.step_size,
-        step_taken=jnp.where(outcome == EXHAUSTED, jnp.zeros_like(end.step_size), end.step_size),
+        step_size=step_size,
+        step_taken=jnp.where(no_step, jnp.zeros_like(step_size), step_size),
         avg_decrease=end.avg_decrease,
         num_evaluations=end.num_evaluations,
         outcome=outcome,
         min_margin=end.min_margin,
+        aux=end.aux,
     )

@@ -2,8 +2,9 @@
 
 A SaLSa step needs two directions in update form (descent directions, added to the parameters):
 the one the line search tests, and the one a step without a search moves along. The chainable
-transform uses its incoming updates for both; the full optimizer keeps Adam moments and searches
-along the momentum-free preconditioned gradient, as the reference does.
+transform takes its incoming updates as both (optax's line-search convention: they are what a
+full optimizer such as ``optax.sgd(1.0)`` outputs); the full optimizer keeps Adam moments and
+searches along the momentum-free preconditioned gradient, as the reference does.
 """
 
 from collections.abc import Callable
@@ -30,11 +31,21 @@ class Directions(NamedTuple):
 
 
 def incoming_direction() -> Directions:
-    """Searches and steps along the negated incoming updates (gradient form in, update form out)."""
+    """Searches and steps along the incoming updates, a descent direction in update form."""
 
     def update(updates, state, count):
         del count
-        direction = optax.tree.scale(-1, updates)
+        return updates, updates, state
+
+    return Directions(init=lambda params: optax.EmptyState(), update=update)
+
+
+def gradient_direction() -> Directions:
+    """Searches and steps along the negated incoming gradients: plain gradient descent."""
+
+    def update(grads, state, count):
+        del count
+        direction = optax.tree.scale(-1, grads)
         return direction, direction, state
 
     return Directions(init=lambda params: optax.EmptyState(), update=update)
@@ -66,6 +77,9 @@ def adam_directions(
     skips moves as far as a searched one; :math:`\rho = 0` (``False``) is the published step.
     """
 
+    check_hyperparameter("b1", b1, lambda v: 0 <= v < 1, "0 <= b1 < 1")
+    check_hyperparameter("b2", b2, lambda v: 0 <= v < 1, "0 <= b2 < 1")
+    check_hyperparameter("eps", eps, lambda v: v > 0, "eps > 0")
     check_hyperparameter(
         "rescale_momentum",
         rescale_momentum,

@@ -7,30 +7,46 @@ import jax.numpy as jnp
 import optax
 
 from salsa_optax._src import armijo, search_frequency
+from salsa_optax._src.defaults import SEARCH_DEFAULTS as DEFAULTS
 from salsa_optax._src.directions import Directions, incoming_direction
 from salsa_optax._src.validation import (
     all_finite,
     check_hyperparameter,
     check_line_search_args,
+    split_loss_and_aux,
     value_fn_kwargs,
 )
 
+# A value_fn whose loss at `params` differs from `value` by more than this (relative) disagrees.
+VALUE_MISMATCH_RTOL = 1e-3
+
 
 class SalsaInfo(NamedTuple):
-    """Diagnostics of the last step of a SaLSa transform.
+    """Diagnostics of a SaLSa transform: the last step's, and running totals over the run.
 
     Attributes:
-      searched: whether the step ran the line search.
-      search_outcome: ``0`` skipped by the schedule, ``1`` accepted by the smoothed Armijo test,
-        ``2`` accepted with an exactly zero loss decrease, ``3`` every trial rejected (no step along
-        the direction), ``4`` bypassed (loss or smoothed slope below 1e-8).
-      num_evaluations: calls of ``value_fn`` in the step (trial points; the gradient evaluation
-        made by the caller is not counted).
-      num_backtracks: rejected trials in the step.
-      step_size: the step size multiplying the direction in this step's update.
-      armijo_margin: smallest ``|lhs - rhs| / |rhs|`` over the step's tests (``inf`` when none).
-      num_nonfinite_skipped: steps skipped so far because ``value``, ``grad`` or the incoming
-        updates were not finite.
+      searched: whether the last step ran the line search.
+      search_outcome: the last step's: ``0`` skipped by the schedule, ``1`` accepted by the
+        smoothed Armijo test, ``2`` accepted with an exactly zero loss decrease, ``3`` every trial
+        rejected (no step, stored step size kept), ``4`` bypassed (``reference_bypass`` only),
+        ``5`` the direction was not a descent direction (no step, state kept), ``6`` ``value``,
+        ``grad`` or the updates were not finite (no step, state kept).
+      num_evaluations: calls of ``value_fn`` in the last step (the gradient evaluation made by
+        the caller is not counted).
+      num_backtracks: rejected trials in the last step.
+      step_size: the step size multiplying the direction in the last step's update.
+      armijo_margin: smallest ``|lhs - rhs| / |rhs|`` over the last step's tests (``inf`` when
+        none).
+      total_searches: steps that ran the line search so far.
+      total_evaluations: calls of ``value_fn`` so far.
+      total_exhausted: searches so far whose every trial was rejected.
+      total_nonfinite_skipped: steps skipped so far because ``value``, ``grad`` or the updates
+        were not finite.
+      total_nondescent_skipped: searching steps skipped so far because the direction's slope
+        ``-<grad, direction>`` was not positive (e.g. updates in gradient form, see the README).
+      total_value_mismatches: exhausted searches so far after which ``value_fn(params)`` differed
+        from ``value``: ``value_fn`` does not evaluate the loss ``value`` and ``grad`` came from
+        (another batch, another dropout key, a scaled loss).
     """
 
     searched: jax.Array  # bool
@@ -39,14 +55,19 @@ class SalsaInfo(NamedTuple):
     num_backtracks: jax.Array  # int32
     step_size: jax.Array  # float
     armijo_margin: jax.Array  # float
-    num_nonfinite_skipped: jax.Array  # int32
+    total_searches: jax.Array  # int32
+    total_evaluations: jax.Array  # int32
+    total_exhausted: jax.Array  # int32
+    total_nonfinite_skipped: jax.Array  # int32
+    total_nondescent_skipped: jax.Array  # int32
+    total_value_mismatches: jax.Array  # int32
 
 
 class ScaleBySalsaState(NamedTuple):
     """State of a SaLSa transform.
 
     Attributes:
-      count: steps taken (non-finite steps excluded), int32.
+      count: steps taken (skipped non-finite and non-descent steps excluded), int32.
       learning_rate: the stored step size; the next step proposes ``increase_factor`` times it.
       avg_decrease: running average of accepted loss decreases, :math:`\\bar D`.
       avg_slope: running average of the directional slopes, :math:`\\bar S`.
@@ -54,7 +75,9 @@ class ScaleBySalsaState(NamedTuple):
       learning_rate_slow: slow moving average of accepted step sizes (decay 0.99).
       steps_since_search: steps since the last search, int32.
       directions: state of the direction (Adam moments for the full optimizer).
-      info: :class:`SalsaInfo` of the last step.
+      aux: with ``aux_like``, the auxiliary output of ``value_fn`` at the accepted trial (on a step
+        without a search, the ``aux`` given to ``update``, or the previous one); else ``None``.
+      info: :class:`SalsaInfo`.
     """
 
     count: jax.Array  # int32
@@ -65,6 +88,7 @@ class ScaleBySalsaState(NamedTuple):
     learning_rate_slow: jax.Array  # float
     steps_since_search: jax.Array  # int32
     directions: Any
+    aux: Any
     info: SalsaInfo
 
 
@@ -75,47 +99,56 @@ def _scalar_dtype(params: optax.Params) -> jnp.dtype:
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def _check_hyperparameters(
-    slope_rtol,
-    smoothing,
-    decrease_factor,
-    increase_factor,
-    max_backtracking_steps,
-    initial_learning_rate,
-    max_learning_rate,
-    warmup_searches,
-    max_search_interval,
-    weight_decay,
-) -> None:
-    checks = (
-        ("slope_rtol", slope_rtol, lambda v: 0 < v < 1, "0 < slope_rtol < 1"),
-        ("smoothing", smoothing, lambda v: 0 <= v < 1, "0 <= smoothing < 1"),
-        ("decrease_factor", decrease_factor, lambda v: 0 < v < 1, "0 < decrease_factor < 1"),
-        ("increase_factor", increase_factor, lambda v: v >= 1, "increase_factor >= 1"),
-        (
-            "max_backtracking_steps",
-            max_backtracking_steps,
+def _check_hyperparameters(**values: Any) -> None:
+    requirements = {
+        "slope_rtol": (lambda v: 0 < v < 1, "0 < slope_rtol < 1", {}),
+        "smoothing": (lambda v: 0 <= v < 1, "0 <= smoothing < 1", {}),
+        "decrease_factor": (lambda v: 0 < v < 1, "0 < decrease_factor < 1", {}),
+        "increase_factor": (lambda v: v >= 1, "increase_factor >= 1", {}),
+        "max_backtracking_steps": (
             lambda v: v >= 1,
             "max_backtracking_steps >= 1",
+            {"integer": True},
         ),
-        (
-            "initial_learning_rate",
-            initial_learning_rate,
-            lambda v: v > 0,
-            "initial_learning_rate > 0",
-        ),
-        (
-            "max_learning_rate",
-            max_learning_rate,
+        "initial_learning_rate": (lambda v: v > 0, "initial_learning_rate > 0", {}),
+        "max_learning_rate": (
             lambda v: v > 0,
             "max_learning_rate > 0 (or None for no cap)",
+            {"optional": True},
         ),
-        ("warmup_searches", warmup_searches, lambda v: v >= 0, "warmup_searches >= 0"),
-        ("max_search_interval", max_search_interval, lambda v: v >= 1, "max_search_interval >= 1"),
-        ("weight_decay", weight_decay, lambda v: v >= 0, "weight_decay >= 0"),
-    )
-    for name, value, is_valid, requirement in checks:
-        check_hyperparameter(name, value, is_valid, requirement)
+        "adaptive_search_frequency": (
+            lambda v: v in (0, 1),
+            "adaptive_search_frequency is True or False",
+            {},
+        ),
+        "warmup_searches": (lambda v: v >= 0, "warmup_searches >= 0", {"integer": True}),
+        "max_search_interval": (lambda v: v >= 1, "max_search_interval >= 1", {}),
+        "weight_decay": (lambda v: v >= 0, "weight_decay >= 0", {}),
+    }
+    for name, value in values.items():
+        is_valid, requirement, options = requirements[name]
+        check_hyperparameter(name, value, is_valid, requirement, **options)
+
+
+def _zeros_like_aux(aux_like: Any) -> Any:
+    return jax.tree.map(lambda s: jnp.zeros(jnp.shape(s), s.dtype), aux_like)
+
+
+def _check_aux(aux: Any, aux_like: Any, name: str) -> None:
+    expected = jax.tree.map(lambda s: (jnp.shape(s), jnp.dtype(s.dtype)), aux_like)
+    got = jax.tree.map(lambda a: (jnp.shape(a), jnp.dtype(jnp.result_type(a))), aux)
+    if jax.tree.structure(expected) != jax.tree.structure(got) or expected != got:
+        raise TypeError(
+            f"the aux returned by value_fn of {name} does not match aux_like: expected "
+            f"(shape, dtype) {expected}, got {got}. Build aux_like with jax.eval_shape on "
+            "value_fn's output."
+        )
+
+
+def _differs(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Whether two evaluations of one loss differ beyond round-off (or one is not finite)."""
+    scale = jnp.maximum(jnp.abs(a), jnp.abs(b))
+    return jnp.logical_not(jnp.abs(a - b) <= VALUE_MISMATCH_RTOL * scale)
 
 
 def salsa_transformation(
@@ -134,6 +167,8 @@ def salsa_transformation(
     max_search_interval: Any,
     weight_decay: Any = 0.0,
     searched_step_along_step_direction: bool = False,
+    reference_bypass: bool = False,
+    aux_like: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     """The one SaLSa implementation behind every public transform and alias.
 
@@ -144,28 +179,34 @@ def salsa_transformation(
         from the decayed parameters.
       searched_step_along_step_direction: a searched step moves along the step direction with the
         accepted step size instead of to the accepted trial point (static).
+      reference_bypass: skip the search when the loss or the smoothed slope is below 1e-8, as
+        the authors' optimizer does (static).
+      aux_like: the structure of ``value_fn``'s aux output, to keep the accepted trial's in the
+        state (static).
       **others: see :func:`scale_by_salsa`.
 
     Returns:
       A :class:`optax.GradientTransformationExtraArgs`.
     """
     _check_hyperparameters(
-        slope_rtol,
-        smoothing,
-        decrease_factor,
-        increase_factor,
-        max_backtracking_steps,
-        initial_learning_rate,
-        max_learning_rate,
-        warmup_searches,
-        max_search_interval,
-        weight_decay,
+        slope_rtol=slope_rtol,
+        smoothing=smoothing,
+        decrease_factor=decrease_factor,
+        increase_factor=increase_factor,
+        max_backtracking_steps=max_backtracking_steps,
+        initial_learning_rate=initial_learning_rate,
+        max_learning_rate=max_learning_rate,
+        adaptive_search_frequency=adaptive_search_frequency,
+        warmup_searches=warmup_searches,
+        max_search_interval=max_search_interval,
+        weight_decay=weight_decay,
     )
     armijo_config = armijo.ArmijoConfig(
         slope_rtol=slope_rtol,
         smoothing=smoothing,
         decrease_factor=decrease_factor,
         max_backtracking_steps=max_backtracking_steps,
+        reference_bypass=reference_bypass,
     )
     schedule_config = search_frequency.ScheduleConfig(
         adaptive=adaptive_search_frequency,
@@ -179,23 +220,30 @@ def salsa_transformation(
         dtype = _scalar_dtype(params)
         # A fresh buffer per field: a state whose leaves share one buffer cannot be donated.
         zero = lambda: jnp.zeros((), dtype)
+        count = lambda: jnp.zeros((), jnp.int32)
         return ScaleBySalsaState(
-            count=jnp.zeros((), jnp.int32),
+            count=count(),
             learning_rate=jnp.asarray(initial_learning_rate, dtype),
             avg_decrease=zero(),
             avg_slope=zero(),
             learning_rate_fast=jnp.asarray(search_frequency.INITIAL_AVERAGE, dtype),
             learning_rate_slow=jnp.asarray(search_frequency.INITIAL_AVERAGE, dtype),
-            steps_since_search=jnp.zeros((), jnp.int32),
+            steps_since_search=count(),
             directions=directions.init(params),
+            aux=None if aux_like is None else _zeros_like_aux(aux_like),
             info=SalsaInfo(
                 searched=jnp.asarray(False),
-                search_outcome=jnp.zeros((), jnp.int32),
-                num_evaluations=jnp.zeros((), jnp.int32),
-                num_backtracks=jnp.zeros((), jnp.int32),
+                search_outcome=count(),
+                num_evaluations=count(),
+                num_backtracks=count(),
                 step_size=zero(),
                 armijo_margin=jnp.asarray(jnp.inf, dtype),
-                num_nonfinite_skipped=jnp.zeros((), jnp.int32),
+                total_searches=count(),
+                total_evaluations=count(),
+                total_exhausted=count(),
+                total_nonfinite_skipped=count(),
+                total_nondescent_skipped=count(),
+                total_value_mismatches=count(),
             ),
         )
 
@@ -207,12 +255,23 @@ def salsa_transformation(
         value: jax.Array | None = None,
         grad: optax.Updates | None = None,
         value_fn: Any = None,
+        aux: Any = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, ScaleBySalsaState]:
         check_line_search_args(name, params, value, grad, value_fn)
         fn_kwargs = value_fn_kwargs(value_fn, extra_args)
-        loss_fn = lambda p: value_fn(p, **fn_kwargs)
-        value = jnp.asarray(value).astype(state.learning_rate.dtype)
+
+        def loss_and_aux(p):
+            loss, trial_aux = split_loss_and_aux(
+                value_fn(p, **fn_kwargs), name, aux_like is not None
+            )
+            if aux_like is None:
+                return loss, None
+            _check_aux(trial_aux, aux_like, name)
+            return loss, trial_aux
+
+        dtype = state.learning_rate.dtype
+        value = jnp.asarray(value).astype(dtype)
         finite = jnp.isfinite(value) & all_finite(grad) & all_finite(updates)
         search_direction, step_direction, directions_state = directions.update(
             updates, state.directions, state.count
@@ -220,20 +279,42 @@ def salsa_transformation(
         proposal = jnp.minimum(state.learning_rate * increase_factor, cap)
         decay_rate = 0.0 if no_weight_decay else -weight_decay * state.learning_rate
         start = params if no_weight_decay else optax.tree.add_scale(params, decay_rate, params)
-        scalars = state._replace(directions=None)
+        current_aux = state.aux
+        if aux_like is not None and aux is not None:
+            _check_aux(aux, aux_like, name)
+            current_aux = aux
+        scalars = state._replace(directions=None, aux=current_aux)
+        totals = state.info
 
         # The branches below return scalars only: the parameter-sized update is formed once,
         # outside, where XLA fuses it with the direction's own element-wise work.
         def search(_):
-            slope = -optax.tree.real(optax.tree.vdot(grad, search_direction))
-            avg_slope = smoothing * state.avg_slope + (1 - smoothing) * slope.astype(value.dtype)
+            slope = -optax.tree.real(optax.tree.vdot(grad, search_direction)).astype(dtype)
+            descent = jnp.isfinite(slope) & (slope > 0)
+            avg_slope = smoothing * state.avg_slope + (1 - smoothing) * slope
 
             def loss_at(step_size):
                 trial = optax.tree.add_scale(start, step_size, search_direction)
-                return loss_fn(optax.tree.cast_like(trial, params))
+                return loss_and_aux(optax.tree.cast_like(trial, params))
 
             result = armijo.backtracking_search(
-                loss_at, value, state.avg_decrease, avg_slope, proposal, armijo_config
+                loss_at,
+                value,
+                state.avg_decrease,
+                avg_slope,
+                state.learning_rate,
+                proposal,
+                armijo_config,
+                descent=descent,
+                aux=current_aux,
+            )
+            exhausted = result.outcome == armijo.EXHAUSTED
+            # After an exhausted search, one more evaluation tells a value_fn that disagrees with
+            # `value` from a direction the search could not improve.
+            mismatch = jax.lax.cond(
+                exhausted,
+                lambda: _differs(loss_and_aux(params)[0].astype(dtype), value),
+                lambda: jnp.asarray(False),
             )
             fast, slow = search_frequency.update_averages(
                 state.learning_rate_fast, state.learning_rate_slow, result.step_size
@@ -241,6 +322,7 @@ def salsa_transformation(
             accepted = (result.outcome == armijo.ACCEPTED) | (
                 result.outcome == armijo.ZERO_DECREASE
             )
+            num_evaluations = result.num_evaluations + exhausted.astype(jnp.int32)
             new_scalars = scalars._replace(
                 learning_rate=result.step_size,
                 avg_decrease=result.avg_decrease,
@@ -248,13 +330,20 @@ def salsa_transformation(
                 learning_rate_fast=fast,
                 learning_rate_slow=slow,
                 steps_since_search=jnp.zeros_like(state.steps_since_search),
-                info=state.info._replace(
+                aux=result.aux,
+                info=totals._replace(
                     searched=jnp.asarray(True),
                     search_outcome=result.outcome,
-                    num_evaluations=result.num_evaluations,
+                    num_evaluations=num_evaluations,
                     num_backtracks=result.num_evaluations - accepted.astype(jnp.int32),
                     step_size=result.step_taken,
                     armijo_margin=result.min_margin,
+                    total_searches=totals.total_searches + 1,
+                    total_evaluations=totals.total_evaluations + num_evaluations,
+                    total_exhausted=totals.total_exhausted + exhausted,
+                    total_nondescent_skipped=totals.total_nondescent_skipped
+                    + (result.outcome == armijo.NON_DESCENT),
+                    total_value_mismatches=totals.total_value_mismatches + mismatch,
                 ),
             )
             taken, none = result.step_taken, jnp.zeros_like(result.step_taken)
@@ -265,13 +354,13 @@ def salsa_transformation(
         def skip(_):
             new_scalars = scalars._replace(
                 steps_since_search=state.steps_since_search + 1,
-                info=state.info._replace(
+                info=totals._replace(
                     searched=jnp.asarray(False),
                     search_outcome=jnp.asarray(armijo.SKIPPED, jnp.int32),
-                    num_evaluations=jnp.zeros_like(state.info.num_evaluations),
-                    num_backtracks=jnp.zeros_like(state.info.num_backtracks),
+                    num_evaluations=jnp.zeros_like(totals.num_evaluations),
+                    num_backtracks=jnp.zeros_like(totals.num_backtracks),
                     step_size=proposal,
-                    armijo_margin=jnp.full_like(state.info.armijo_margin, jnp.inf),
+                    armijo_margin=jnp.full_like(totals.armijo_margin, jnp.inf),
                 ),
             )
             return new_scalars, (jnp.zeros_like(proposal), proposal)
@@ -281,7 +370,7 @@ def salsa_transformation(
             # (given as arrays by inject_hyperparams) promote to.
             def run(operand):
                 new_scalars, coefficients = branch(operand)
-                coefficients = tuple(c.astype(state.learning_rate.dtype) for c in coefficients)
+                coefficients = tuple(c.astype(dtype) for c in coefficients)
                 return optax.tree.cast_like(new_scalars, scalars), coefficients
 
             return run
@@ -296,33 +385,39 @@ def salsa_transformation(
         new_scalars, (search_coef, step_coef) = jax.lax.cond(
             searching, typed(search), typed(skip), None
         )
+        # A non-finite or non-descent step leaves everything as it was but the diagnostics.
+        moves = finite & (new_scalars.info.search_outcome != armijo.NON_DESCENT)
 
         def combine(p, d_search, d_step):
             update = search_coef * d_search + step_coef * d_step
             if not no_weight_decay:
                 update = update + decay_rate * p
-            return jnp.where(finite, update, 0).astype(p.dtype)
+            return jnp.where(moves, update, 0).astype(p.dtype)
 
         new_updates = jax.tree.map(combine, params, search_direction, step_direction)
-        # A non-finite step leaves everything as it was, except the counter and the diagnostics.
-        nonfinite_info = state.info._replace(
+        nonfinite_info = totals._replace(
             searched=jnp.asarray(False),
-            search_outcome=jnp.asarray(armijo.SKIPPED, jnp.int32),
-            num_evaluations=jnp.zeros_like(state.info.num_evaluations),
-            num_backtracks=jnp.zeros_like(state.info.num_backtracks),
-            step_size=jnp.zeros_like(state.info.step_size),
-            armijo_margin=jnp.full_like(state.info.armijo_margin, jnp.inf),
-            num_nonfinite_skipped=state.info.num_nonfinite_skipped + 1,
+            search_outcome=jnp.asarray(armijo.NON_FINITE, jnp.int32),
+            num_evaluations=jnp.zeros_like(totals.num_evaluations),
+            num_backtracks=jnp.zeros_like(totals.num_backtracks),
+            step_size=jnp.zeros_like(totals.step_size),
+            armijo_margin=jnp.full_like(totals.armijo_margin, jnp.inf),
+            total_nonfinite_skipped=totals.total_nonfinite_skipped + 1,
         )
-        kept = scalars._replace(info=nonfinite_info)
-        new_scalars = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_scalars, kept)
+        info = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old), new_scalars.info, nonfinite_info
+        )
+        kept = state._replace(directions=None, info=info)
+        new_scalars = jax.tree.map(
+            lambda new, old: jnp.where(moves, new, old), new_scalars._replace(info=info), kept
+        )
         new_directions = jax.tree.map(
-            lambda new, old: jnp.where(finite, new, old).astype(old.dtype),
+            lambda new, old: jnp.where(moves, new, old).astype(old.dtype),
             directions_state,
             state.directions,
         )
         new_state = new_scalars._replace(
-            count=jnp.where(finite, optax.safe_increment(state.count), state.count),
+            count=jnp.where(moves, optax.safe_increment(state.count), state.count),
             directions=new_directions,
         )
         return new_updates, new_state
@@ -331,29 +426,31 @@ def salsa_transformation(
 
 
 def scale_by_salsa(
-    slope_rtol: Any = 0.5,
-    smoothing: Any = 0.9,
-    decrease_factor: Any = 0.8,
-    increase_factor: Any = 1.1,
-    max_backtracking_steps: Any = 100,
-    initial_learning_rate: Any = 1.0,
-    max_learning_rate: Any = None,
-    adaptive_search_frequency: Any = True,
-    warmup_searches: Any = 9,
-    max_search_interval: Any = 10,
+    slope_rtol: Any = DEFAULTS.slope_rtol,
+    smoothing: Any = DEFAULTS.smoothing,
+    decrease_factor: Any = DEFAULTS.decrease_factor,
+    increase_factor: Any = DEFAULTS.increase_factor,
+    max_backtracking_steps: Any = DEFAULTS.max_backtracking_steps,
+    initial_learning_rate: Any = DEFAULTS.initial_learning_rate,
+    max_learning_rate: Any = DEFAULTS.max_learning_rate,
+    adaptive_search_frequency: Any = DEFAULTS.adaptive_search_frequency,
+    warmup_searches: Any = DEFAULTS.warmup_searches,
+    max_search_interval: Any = DEFAULTS.max_search_interval,
+    aux_like: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Scales the incoming updates by a step size found by SaLSa's smoothed Armijo line search.
 
-  The incoming updates :math:`u` are in gradient form (as for :func:`optax.scale_by_learning_rate`):
-  the direction is :math:`d = -u` and the output is :math:`\eta d`. Chained after a
-  preconditioner, the search runs along the preconditioned direction; alone, along the gradient.
+  The incoming updates :math:`d` are a descent direction in update form, as for optax's own line
+  searches: chain the search after a full optimizer with learning rate 1,
+  ``optax.chain(optax.sgd(1.0), scale_by_salsa())`` or
+  ``optax.chain(optax.adam(1.0), scale_by_salsa())``. The output is :math:`\eta d`.
 
   Both sides of the stochastic Armijo test are smoothed across steps with one factor
   :math:`\beta_3` (``smoothing``), keeping running averages of the slope :math:`\bar S` and of
   the accepted loss decrease :math:`\bar D`:
 
   .. math::
-    \bar S &\leftarrow \beta_3 \bar S + (1-\beta_3)\,\langle g, u\rangle \\
+    \bar S &\leftarrow \beta_3 \bar S + (1-\beta_3)\,(-\langle g, d\rangle) \\
     \text{accept } \eta \text{ when } &\beta_3 \bar D + (1-\beta_3)\,(f(w) - f(w + \eta d))
       \ \ge\ c\,\eta\,\bar S
 
@@ -361,15 +458,20 @@ def scale_by_salsa(
   ``decrease_factor`` on rejection. With ``adaptive_search_frequency`` the search runs only as
   often as the step size still moves (every :math:`L = \min(L_{\max}, 1/(r - 1))` steps, ``r``
   the ratio of a fast to a slow average of accepted step sizes); other steps take
-  :math:`\gamma\,\eta_{\text{prev}}\,d` without evaluating the loss. A step whose ``value``,
-  ``grad`` or updates are not finite returns zero updates and leaves the state unchanged but for
-  ``info.num_nonfinite_skipped``.
+  :math:`\gamma\,\eta_{\text{prev}}\,d` without evaluating the loss.
+
+  Whatever the loss's offset or sign, the test compares decreases. Guards: a search whose
+  direction is not a descent direction (:math:`\langle g, d\rangle \ge 0`) takes no step and
+  keeps the state; a search whose every trial is rejected takes no step and keeps the stored step
+  size (and checks that ``value_fn`` agrees with ``value``); a step whose ``value``, ``grad`` or
+  updates are not finite takes no step and keeps the state. ``state.info`` counts each.
 
   Args:
     slope_rtol: :math:`c`, the fraction of the linear decrease the step must achieve.
     smoothing: :math:`\beta_3`; 0 gives the classic stochastic Armijo test.
     decrease_factor: factor shrinking a rejected step size.
-    increase_factor: :math:`\gamma`, factor growing the stored step size at each step.
+    increase_factor: :math:`\gamma`, factor growing the stored step size at each step (1:
+      never; the authors' published optimizer uses 1.1).
     max_backtracking_steps: at most this many trial points per search.
     initial_learning_rate: the stored step size before the first step.
     max_learning_rate: cap on the proposed step size (``None``: no cap).
@@ -377,11 +479,17 @@ def scale_by_salsa(
       on every step.
     warmup_searches: the first steps always search.
     max_search_interval: :math:`L_{\max}`, the longest gap between searches.
+    aux_like: ``None``, or the structure of the aux output when ``value_fn`` returns
+      ``(loss, aux)`` (e.g. ``jax.eval_shape(lambda: loss_fn(params, batch))[1]``): the
+      accepted trial's aux is then kept in ``state.aux``. Without it, an aux output is accepted
+      and ignored.
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs` whose ``update`` takes the keyword arguments
     ``value`` (the loss at ``params``), ``grad`` (its gradient), ``value_fn`` (``value_fn(params,
-    **extra_args)`` returns the loss on the same batch) and the extra arguments of ``value_fn``.
+    **extra_args)`` returns the loss on the same batch, or ``(loss, aux)``), optionally ``aux``
+    (the aux at ``params``, kept on steps without a search) and the extra arguments of
+    ``value_fn``.
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax, salsa_optax
@@ -390,7 +498,7 @@ def scale_by_salsa(
     >>> x = jax.random.normal(jax.random.key(0), (32, 3))
     >>> y = x @ jnp.array([1.0, -2.0, 0.5])
     >>> params = jnp.zeros(3)
-    >>> tx = optax.chain(optax.scale_by_adam(), salsa_optax.scale_by_salsa())
+    >>> tx = optax.chain(optax.sgd(learning_rate=1.0), salsa_optax.scale_by_salsa())
     >>> state = tx.init(params)
     >>> @jax.jit
     ... def train_step(params, state):
@@ -424,4 +532,5 @@ def scale_by_salsa(
         adaptive_search_frequency=adaptive_search_frequency,
         warmup_searches=warmup_searches,
         max_search_interval=max_search_interval,
+        aux_like=aux_like,
     )

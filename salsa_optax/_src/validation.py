@@ -10,28 +10,61 @@ import numpy as np
 
 
 def check_hyperparameter(
-    name: str, value: Any, is_valid: Callable[[Any], bool], requirement: str
+    name: str,
+    value: Any,
+    is_valid: Callable[[Any], bool],
+    requirement: str,
+    *,
+    optional: bool = False,
+    integer: bool = False,
 ) -> None:
-    """Raises a ``ValueError`` naming the fix when a concrete hyper-parameter is invalid.
+    """Raises an error naming the argument and its valid range when a concrete value is invalid.
 
-    Traced values (as passed by ``optax.inject_hyperparams`` under ``jax.jit``) cannot be checked
-    without a host synchronisation and are let through.
+    A valid value is a real scalar (a Python number, a bool, or a 0-d array), finite, a whole
+    number where ``integer``, and satisfies ``is_valid``. Traced values (as passed by
+    ``optax.inject_hyperparams`` under ``jax.jit``) cannot be checked without a host
+    synchronisation and are let through.
 
     Args:
       name: the argument's name, as the user wrote it.
       value: the value given.
       is_valid: predicate on the concrete value.
       requirement: what a valid value is, e.g. ``"0 < slope_rtol < 1"``.
+      optional: ``None`` is a valid value (e.g. "no cap").
+      integer: the value must be a whole number.
 
     Raises:
-      ValueError: if ``value`` is concrete and ``is_valid(value)`` is false.
+      TypeError: if ``value`` is not a real number (a string, ``None``, a complex number...).
+      ValueError: if ``value`` is not a scalar, not finite, not whole, or out of range.
+
+    Examples:
+      >>> check_hyperparameter("smoothing", 0.9, lambda v: 0 <= v < 1, "0 <= smoothing < 1")
+      >>> check_hyperparameter("smoothing", float("nan"), lambda v: 0 <= v < 1,
+      ...                      "0 <= smoothing < 1")
+      Traceback (most recent call last):
+      ...
+      ValueError: smoothing=nan is not finite: it must satisfy 0 <= smoothing < 1.
     """
-    if value is None or isinstance(value, jax.core.Tracer):
+    if isinstance(value, jax.core.Tracer) or (value is None and optional):
         return
-    concrete = np.asarray(value)  # NumPy, not jnp: no tracer when built inside a jitted function
+    concrete = None if isinstance(value, (str, bytes)) else np.asarray(value)
+    if (
+        concrete is None
+        or not (np.issubdtype(concrete.dtype, np.number) or concrete.dtype == np.bool_)
+        or np.iscomplexobj(concrete)
+    ):
+        raise TypeError(
+            f"{name} must be a real number satisfying {requirement}, "
+            f"got {type(value).__name__} {value!r}."
+        )
     if concrete.ndim != 0:
         raise ValueError(f"{name} must be a scalar, got an array of shape {concrete.shape}.")
-    if not is_valid(concrete.item()):
+    number = concrete.item()
+    if not np.isfinite(number):
+        raise ValueError(f"{name}={value!r} is not finite: it must satisfy {requirement}.")
+    if integer and number != int(number):
+        raise ValueError(f"{name}={value!r} must be a whole number satisfying {requirement}.")
+    if not is_valid(number):
         raise ValueError(f"{name}={value!r} is out of range: it must satisfy {requirement}.")
 
 
@@ -112,3 +145,43 @@ def all_finite(tree: Any) -> jax.Array:
     if not leaves:
         return jnp.asarray(True)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def split_loss_and_aux(output: Any, transform: str, expects_aux: bool) -> tuple[jax.Array, Any]:
+    """Reads ``value_fn``'s output: a scalar loss, or ``(loss, aux)`` as ``has_aux`` functions do.
+
+    Args:
+      output: what ``value_fn`` returned.
+      transform: the name of the transform, for the message.
+      expects_aux: an ``aux_like`` was given, so the output must carry an aux.
+
+    Returns:
+      ``(loss, aux)``, ``aux`` being ``None`` when the output has none.
+
+    Raises:
+      TypeError: if the loss is not a real floating-point array, or an aux is missing.
+      ValueError: if the loss is not a scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> split_loss_and_aux((jnp.float32(1.0), {"acc": 0.5}), "salsa", expects_aux=False)
+      (Array(1., dtype=float32), {'acc': 0.5})
+    """
+    loss, aux = output if isinstance(output, (tuple, list)) and len(output) == 2 else (output, None)
+    if expects_aux and aux is None:
+        raise TypeError(
+            f"{transform} was given aux_like, so value_fn must return (loss, aux) as a function "
+            f"for jax.value_and_grad(..., has_aux=True) does; it returned {type(output).__name__}."
+        )
+    dtype = getattr(loss, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"value_fn of {transform} must return a real floating-point scalar loss (or "
+            f"(loss, aux)), got {type(loss).__name__} of dtype {dtype}."
+        )
+    if jnp.shape(loss) != ():
+        raise ValueError(
+            f"value_fn of {transform} must return a scalar loss, got shape {jnp.shape(loss)}: "
+            "reduce it over the batch (e.g. with .mean()), as for `value`."
+        )
+    return loss, aux

@@ -1,0 +1,267 @@
+"""The losses and mistakes users bring: offsets, one bad search, aux outputs, a wrong value_fn."""
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import salsa_optax
+from salsa_optax._src import armijo
+
+X = jax.random.normal(jax.random.key(0), (32, 3))
+Y = X @ jnp.array([1.0, -2.0, 0.5])
+
+
+def _mse(params, x, y):
+    return jnp.mean((x @ params - y) ** 2)
+
+
+def _train(tx, loss_fn, steps=200, value_fn=None):
+    """The README's quick start; returns the final mse, state and the stored step sizes."""
+    value_fn = value_fn or loss_fn
+
+    @jax.jit
+    def step(params, state, i):
+        value, grad = jax.value_and_grad(loss_fn)(params, X, Y)
+        updates, state = tx.update(
+            grad, state, params, value=value, grad=grad, value_fn=value_fn, x=X, y=Y, i=i
+        )
+        return optax.apply_updates(params, updates), state
+
+    params, state = jnp.zeros(3), tx.init(jnp.zeros(3))
+    step_sizes = []
+    for i in range(steps):
+        params, state = step(params, state, i)
+        step_sizes.append(float(state.learning_rate))
+    return float(_mse(params, X, Y)), state, np.array(step_sizes)
+
+
+@pytest.mark.parametrize("offset", [-10.0, -1e3, 5.0])
+def test_the_loss_offset_changes_nothing(offset):
+    """The test compares decreases: a shifted loss searches and converges as the unshifted one."""
+    shifted = lambda p, x, y: _mse(p, x, y) + offset
+    base_mse, base_state, base_steps = _train(salsa_optax.salsa(), _mse)
+    mse, state, steps = _train(salsa_optax.salsa(), shifted)
+    assert base_mse < 1e-8 and mse < 1e-4
+    # The step size is chosen as without the offset until round-off of the offset matters.
+    np.testing.assert_allclose(steps[:20], base_steps[:20], rtol=1e-3)
+    assert int(state.info.total_searches) > 20
+
+
+def test_a_gaussian_nll_that_crosses_zero_keeps_searching():
+    """A negative log-likelihood with a small noise scale goes below zero; searches go on."""
+
+    def nll(params, x, y):
+        sigma = 0.05
+        residual = x @ params - y
+        return jnp.mean(0.5 * (residual / sigma) ** 2 + jnp.log(sigma) + 0.5 * jnp.log(2 * jnp.pi))
+
+    mse, state, steps = _train(salsa_optax.salsa(), nll, steps=300)
+    assert mse < 1e-6
+    searched_after_crossing = int(state.info.total_searches)
+    assert searched_after_crossing > 40  # the warm-up and the schedule's searches, not 9
+
+
+def test_the_published_bypass_stops_searching_below_zero_loss():
+    """Kept for replay: salsa_published() never searches once the loss is negative."""
+    shifted = lambda p, x, y: _mse(p, x, y) - 10.0
+    _, state, steps = _train(salsa_optax.salsa_published(), shifted, steps=30)
+    assert int(state.info.total_evaluations) == 0
+    assert int(state.info.search_outcome) == armijo.BYPASSED
+
+
+def test_one_bad_search_does_not_ruin_the_run():
+    """value_fn returns NaN at step 20 only: that search exhausts and keeps the step size."""
+
+    def once_nan(params, x, y, i):
+        return jnp.where(i == 20, jnp.nan, _mse(params, x, y))
+
+    base_mse, _, base_steps = _train(salsa_optax.salsa(), _mse)
+    mse, state, steps = _train(salsa_optax.salsa(), _mse, value_fn=once_nan)
+    assert int(state.info.total_exhausted) == 1
+    assert steps[20] == steps[19]  # kept, not cut by 0.8**100
+    assert mse < 1e-6 and base_mse < 1e-6
+
+
+def test_published_settings_survive_five_bad_searches():
+    def bad_early(params, x, y, i):
+        return jnp.where((i >= 3) & (i < 8), jnp.nan, _mse(params, x, y))
+
+    mse, state, steps = _train(salsa_optax.salsa_published(), _mse, value_fn=bad_early)
+    assert int(state.info.total_exhausted) == 5
+    assert steps.min() > 1e-6 and mse < 1e-4
+
+
+@pytest.mark.parametrize(
+    "wrong_value_fn",
+    [
+        lambda p, x, y: 2.0 * _mse(p, x, y),  # another scale
+        lambda p, x, y: _mse(p, x + 1.0, y),  # another batch
+    ],
+    ids=["twice_the_loss", "another_batch"],
+)
+def test_a_value_fn_that_disagrees_with_value_is_counted(wrong_value_fn):
+    _, state, _ = _train(salsa_optax.salsa(), _mse, steps=30, value_fn=wrong_value_fn)
+    assert int(state.info.total_exhausted) > 0
+    assert int(state.info.total_value_mismatches) == int(state.info.total_exhausted)
+
+
+def test_a_matching_value_fn_is_never_counted_as_a_mismatch():
+    _, state, _ = _train(salsa_optax.salsa(), _mse, steps=200)
+    assert int(state.info.total_value_mismatches) == 0
+
+
+def test_running_totals_add_up_the_steps():
+    tx = salsa_optax.salsa()
+
+    @jax.jit
+    def step(params, state):
+        value, grad = jax.value_and_grad(_mse)(params, X, Y)
+        updates, state = tx.update(
+            grad, state, params, value=value, grad=grad, value_fn=_mse, x=X, y=Y
+        )
+        return optax.apply_updates(params, updates), state
+
+    params, state = jnp.zeros(3), tx.init(jnp.zeros(3))
+    evaluations = searches = 0
+    for _ in range(60):
+        params, state = step(params, state)
+        evaluations += int(state.info.num_evaluations)
+        searches += int(state.info.searched)
+    assert int(state.info.total_evaluations) == evaluations > 60 // 10
+    assert int(state.info.total_searches) == searches
+    assert 9 < searches < 60  # the schedule skipped some
+
+
+def _mse_with_aux(params, x, y):
+    residual = x @ params - y
+    return jnp.mean(residual**2), {"max_residual": jnp.max(jnp.abs(residual))}
+
+
+def test_value_fn_with_aux_is_accepted_and_ignored_without_aux_like():
+    mse, _, steps = _train(salsa_optax.salsa(), _mse, value_fn=_mse_with_aux)
+    _, _, base_steps = _train(salsa_optax.salsa(), _mse)
+    np.testing.assert_array_equal(steps, base_steps)
+    assert mse < 1e-8
+
+
+def test_aux_like_keeps_the_accepted_trials_aux():
+    aux_like = jax.eval_shape(lambda: _mse_with_aux(jnp.zeros(3), X, Y))[1]
+    tx = salsa_optax.salsa(aux_like=aux_like, adaptive_search_frequency=False)
+    params, state = jnp.zeros(3), tx.init(jnp.zeros(3))
+    assert state.aux["max_residual"].shape == ()
+    step = jax.jit(
+        lambda p, s: tx.update(
+            jax.grad(_mse)(p, X, Y), s, p, value=_mse(p, X, Y), grad=jax.grad(_mse)(p, X, Y),
+            value_fn=_mse_with_aux, x=X, y=Y,
+        )
+    )  # fmt: skip
+    for _ in range(5):
+        updates, state = step(params, state)
+        params = optax.apply_updates(params, updates)
+        assert int(state.info.search_outcome) == armijo.ACCEPTED
+        np.testing.assert_allclose(
+            state.aux["max_residual"], _mse_with_aux(params, X, Y)[1]["max_residual"], rtol=1e-5
+        )
+    assert step._cache_size() == 1
+
+
+def test_aux_given_to_update_is_kept_on_skipped_steps():
+    aux_like = {"max_residual": jax.ShapeDtypeStruct((), jnp.float32)}
+    tx = salsa_optax.salsa(aux_like=aux_like, warmup_searches=0, max_search_interval=10**6)
+    params = jnp.zeros(3)
+    state = tx.init(params)
+    (value, aux), grad = jax.value_and_grad(_mse_with_aux, has_aux=True)(params, X, Y)
+    # No warm-up and a huge interval: the first step skips the search.
+    _, state = tx.update(
+        grad, state, params, value=value, grad=grad, value_fn=_mse_with_aux, aux=aux, x=X, y=Y
+    )
+    assert not bool(state.info.searched)
+    np.testing.assert_allclose(state.aux["max_residual"], aux["max_residual"])
+
+
+@pytest.mark.parametrize(
+    ("value_fn", "error", "message"),
+    [
+        (lambda p, x, y: (x @ p - y) ** 2, ValueError, "value_fn of salsa must return a scalar"),
+        (lambda p, x, y: jnp.int32(1), TypeError, "floating-point scalar loss"),
+        (lambda p, x, y: "loss", TypeError, "value_fn of salsa"),
+    ],
+    ids=["not_reduced", "integer", "string"],
+)
+def test_a_wrong_value_fn_output_gets_an_error_naming_value_fn(value_fn, error, message):
+    tx = salsa_optax.salsa()
+    params = jnp.zeros(3)
+    value, grad = jax.value_and_grad(_mse)(params, X, Y)
+    with pytest.raises(error, match=message):
+        tx.update(
+            grad, tx.init(params), params, value=value, grad=grad, value_fn=value_fn, x=X, y=Y
+        )
+
+
+def test_aux_like_without_an_aux_output_gets_an_error():
+    tx = salsa_optax.salsa(aux_like={"a": jax.ShapeDtypeStruct((), jnp.float32)})
+    params = jnp.zeros(3)
+    value, grad = jax.value_and_grad(_mse)(params, X, Y)
+    with pytest.raises(TypeError, match="value_fn must return \\(loss, aux\\)"):
+        tx.update(grad, tx.init(params), params, value=value, grad=grad, value_fn=_mse, x=X, y=Y)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"b1": 1.0}, ValueError, "0 <= b1 < 1"),
+        ({"b2": 1.0}, ValueError, "0 <= b2 < 1"),
+        ({"b2": -0.1}, ValueError, "0 <= b2 < 1"),
+        ({"eps": -1e-8}, ValueError, "eps > 0"),
+        ({"eps": 0.0}, ValueError, "eps > 0"),
+        ({"eps": float("nan")}, ValueError, "eps=nan is not finite"),
+        ({"initial_learning_rate": float("inf")}, ValueError, "initial_learning_rate=inf"),
+        ({"increase_factor": float("inf")}, ValueError, "increase_factor=inf is not finite"),
+        ({"weight_decay": float("inf")}, ValueError, "weight_decay=inf is not finite"),
+        ({"max_backtracking_steps": float("inf")}, ValueError, "max_backtracking_steps=inf"),
+        ({"max_backtracking_steps": 2.5}, ValueError, "whole number"),
+        ({"warmup_searches": 1.5}, ValueError, "warmup_searches=1.5 must be a whole number"),
+        ({"slope_rtol": "0.5"}, TypeError, "slope_rtol must be a real number"),
+        ({"slope_rtol": None}, TypeError, "slope_rtol must be a real number"),
+        ({"smoothing": 1j}, TypeError, "smoothing must be a real number"),
+        ({"adaptive_search_frequency": 2}, ValueError, "adaptive_search_frequency"),
+        ({"rescale_momentum": 1.5}, ValueError, "0 <= rescale_momentum <= 1"),
+    ],
+)
+def test_every_hyperparameter_is_checked_with_a_message_naming_it(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        salsa_optax.salsa(**kwargs)
+
+
+def test_an_argument_a_preset_fixes_is_refused_by_name():
+    with pytest.raises(TypeError, match="smoothing"):
+        salsa_optax.sls(smoothing=0.5)
+
+
+def test_traced_hyperparameters_still_work_under_inject_hyperparams():
+    tx = optax.inject_hyperparams(salsa_optax.salsa)(slope_rtol=0.3)
+    params = jnp.zeros(3)
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state):
+        value, grad = jax.value_and_grad(_mse)(params, X, Y)
+        return tx.update(grad, state, params, value=value, grad=grad, value_fn=_mse, x=X, y=Y)
+
+    updates, state = step(params, state)
+    assert np.all(np.isfinite(updates))
+
+
+def test_scale_by_salsa_and_salsa_share_their_defaults():
+    chained = inspect.signature(salsa_optax.scale_by_salsa).parameters
+    full = inspect.signature(salsa_optax.salsa).parameters
+    shared = set(chained) & set(full)
+    assert {"increase_factor", "slope_rtol", "smoothing", "initial_learning_rate"} <= shared
+    for name in shared:
+        assert chained[name].default == full[name].default, name
+        if name in salsa_optax.SEARCH_DEFAULTS._fields:
+            assert full[name].default == getattr(salsa_optax.SEARCH_DEFAULTS, name)
