@@ -98,7 +98,8 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
       ``steps``, ``final_train_loss``, ``final_eval_accuracy``, ``final_eval_loss``,
       ``final_step_size``, ``median_step_size`` (over windows), ``searched_fraction`` (of all
       steps), ``evaluations_per_step`` (forward passes of the line search per step, on top of the
-      gradient call) and ``elapsed``; a value is NaN when no record has it.
+      gradient call), ``value_mismatches`` (positive when ``value_fn`` disagreed with ``value``
+      after a search) and ``elapsed``; a value is NaN when no record has it.
     """
     records = list(records)
     train = [r for r in records if "num_steps" in r]
@@ -120,6 +121,7 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
         "median_step_size": float(np.median([r["step_size"] for r in train])) if train else np.nan,
         "searched_fraction": weighted_mean("searched"),
         "evaluations_per_step": weighted_mean("num_evaluations"),
+        "value_mismatches": last(train, "value_mismatches"),
         "elapsed": max((float(r["elapsed"]) for r in records if "elapsed" in r), default=np.nan),
     }
 
@@ -150,4 +152,12 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"compiles        train step {s['train_compiles']}, eval step {s['eval_compiles']}",
             f"plot            {s['plot']}",
         ]
+        + (
+            [
+                "WARNING         value_fn disagreed with the loss of the gradient call after a "
+                "failed search: give it the same batch, dropout key and loss scale"
+            ]
+            if s.get("value_mismatches", 0) > 0
+            else []
+        )
     )

@@ -11,7 +11,7 @@ Example:
 >>> tx = create_optimizer("adam")
 >>> state = tx.init({"w": jnp.zeros(3)})
 >>> {k: float(v) for k, v in step_metrics(state).items()}
-{'step_size': 0.001, 'searched': 0.0, 'num_evaluations': 0.0}
+{'step_size': 0.001, 'searched': 0.0, 'num_evaluations': 0.0, 'value_mismatches': 0.0}
 """
 
 import inspect
@@ -94,16 +94,18 @@ def step_metrics(opt_state: Any) -> dict[str, Any]:
 
     Returns:
       ``step_size`` (the step size used by the last update), ``searched`` (1.0 when the last step
-      ran a line search) and ``num_evaluations`` (loss evaluations ``value_fn`` made in it), as
-      float32 scalars, so that averaging them over steps gives the searched fraction and the extra
-      forward passes per step.
+      ran a line search), ``num_evaluations`` (loss evaluations ``value_fn`` made in it) and
+      ``value_mismatches`` (the run's searches after which ``value_fn`` disagreed with ``value``
+      so far), as float32 scalars, so that averaging them over steps gives the searched fraction
+      and the extra forward passes per step.
     """
     info = optax.tree_utils.tree_get(opt_state, "info")
-    if isinstance(info, tuple) and hasattr(info, "step_size"):
+    if isinstance(info, tuple) and hasattr(info, "total_value_mismatches"):
         return {
             "step_size": jnp.asarray(info.step_size, jnp.float32),
             "searched": jnp.asarray(info.searched, jnp.float32),
             "num_evaluations": jnp.asarray(info.num_evaluations, jnp.float32),
+            "value_mismatches": jnp.asarray(info.total_value_mismatches, jnp.float32),
         }
     learning_rate = optax.tree_utils.tree_get(opt_state, "learning_rate")
     if learning_rate is None:
@@ -115,4 +117,5 @@ def step_metrics(opt_state: Any) -> dict[str, Any]:
         "step_size": jnp.asarray(learning_rate, jnp.float32),
         "searched": zero,
         "num_evaluations": zero,
+        "value_mismatches": zero,
     }

@@ -43,6 +43,7 @@ def salsa(
     adaptive_search_frequency: Any = DEFAULTS.adaptive_search_frequency,
     decrease_factor: Any = DEFAULTS.decrease_factor,
     increase_factor: Any = DEFAULTS.increase_factor,
+    warm_start_factor: Any = DEFAULTS.warm_start_factor,
     max_backtracking_steps: Any = DEFAULTS.max_backtracking_steps,
     initial_learning_rate: Any = DEFAULTS.initial_learning_rate,
     max_learning_rate: Any = DEFAULTS.max_learning_rate,
@@ -93,6 +94,8 @@ def salsa(
       decrease_factor: factor shrinking a rejected step size.
       increase_factor: :math:`\gamma`, factor growing the stored step size at each step (1:
         never; the published optimizer's is 1.1).
+      warm_start_factor: until a search first rejects a trial, the step size grows by this
+        factor instead (``None``: no such phase); see :func:`scale_by_salsa`.
       max_backtracking_steps: at most this many trial points per search.
       initial_learning_rate: the stored step size before the first step.
       max_learning_rate: cap on the proposed step size (``None``: no cap).
@@ -137,6 +140,7 @@ def salsa(
         smoothing=smoothing,
         decrease_factor=decrease_factor,
         increase_factor=increase_factor,
+        warm_start_factor=warm_start_factor,
         max_backtracking_steps=max_backtracking_steps,
         initial_learning_rate=initial_learning_rate,
         max_learning_rate=max_learning_rate,
@@ -155,6 +159,7 @@ def salsa_sgd(
     smoothing: Any = DEFAULTS.smoothing,
     decrease_factor: Any = DEFAULTS.decrease_factor,
     increase_factor: Any = DEFAULTS.increase_factor,
+    warm_start_factor: Any = DEFAULTS.warm_start_factor,
     max_backtracking_steps: Any = DEFAULTS.max_backtracking_steps,
     initial_learning_rate: Any = DEFAULTS.initial_learning_rate,
     max_learning_rate: Any = DEFAULTS.max_learning_rate,
@@ -179,6 +184,7 @@ def salsa_sgd(
         smoothing=smoothing,
         decrease_factor=decrease_factor,
         increase_factor=increase_factor,
+        warm_start_factor=warm_start_factor,
         max_backtracking_steps=max_backtracking_steps,
         initial_learning_rate=initial_learning_rate,
         max_learning_rate=max_learning_rate,

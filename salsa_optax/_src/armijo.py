@@ -10,7 +10,7 @@ import optax
 # Values of `SalsaInfo.search_outcome`.
 SKIPPED = 0  # the search-frequency schedule skipped the search; the stored step size was taken
 ACCEPTED = 1  # a trial passed the smoothed Armijo test
-ZERO_DECREASE = 2  # a trial's loss equalled the current loss exactly (accepted, averages kept)
+ZERO_DECREASE = 2  # an exactly equal loss where the test asks less than round-off: accepted
 EXHAUSTED = 3  # every trial was rejected: no step, the stored step size kept
 BYPASSED = 4  # reference_bypass only: loss or smoothed slope below 1e-8, stored step untested
 NON_DESCENT = 5  # the search direction's slope was not positive: no step, the state kept
@@ -160,9 +160,12 @@ def backtracking_search(
     def trial(carry: _Carry) -> _Carry:
         loss, trial_aux = loss_at(carry.step_size)
         decrease = value - loss.astype(value.dtype)
-        # An exactly zero decrease is floating-point cancellation, not evidence: accept the step
-        # but keep the average.
-        zero = decrease == 0
+        # An exactly zero decrease where the test asks for less than the loss's round-off is
+        # floating-point cancellation, not evidence: accept the step but keep the average. A
+        # larger step that lands on an equal loss (the mirror point of a parabola) is tested.
+        round_off = jnp.finfo(value.dtype).eps * jnp.abs(value)
+        asked = config.slope_rtol * carry.step_size * avg_slope
+        zero = (decrease == 0) & (asked <= round_off)
         passed, smoothed, margin = smoothed_armijo_test(
             decrease, carry.avg_decrease, avg_slope, carry.step_size, config
         )

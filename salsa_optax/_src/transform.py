@@ -39,6 +39,7 @@ class SalsaInfo(NamedTuple):
         none).
       total_searches: steps that ran the line search so far.
       total_evaluations: calls of ``value_fn`` so far.
+      total_backtracks: rejected trials so far.
       total_exhausted: searches so far whose every trial was rejected.
       total_nonfinite_skipped: steps skipped so far because ``value``, ``grad`` or the updates
         were not finite.
@@ -57,6 +58,7 @@ class SalsaInfo(NamedTuple):
     armijo_margin: jax.Array  # float
     total_searches: jax.Array  # int32
     total_evaluations: jax.Array  # int32
+    total_backtracks: jax.Array  # int32
     total_exhausted: jax.Array  # int32
     total_nonfinite_skipped: jax.Array  # int32
     total_nondescent_skipped: jax.Array  # int32
@@ -105,6 +107,11 @@ def _check_hyperparameters(**values: Any) -> None:
         "smoothing": (lambda v: 0 <= v < 1, "0 <= smoothing < 1", {}),
         "decrease_factor": (lambda v: 0 < v < 1, "0 < decrease_factor < 1", {}),
         "increase_factor": (lambda v: v >= 1, "increase_factor >= 1", {}),
+        "warm_start_factor": (
+            lambda v: v >= 1,
+            "warm_start_factor >= 1 (or None: increase_factor throughout)",
+            {"optional": True},
+        ),
         "max_backtracking_steps": (
             lambda v: v >= 1,
             "max_backtracking_steps >= 1",
@@ -165,6 +172,7 @@ def salsa_transformation(
     adaptive_search_frequency: Any,
     warmup_searches: Any,
     max_search_interval: Any,
+    warm_start_factor: Any = None,
     weight_decay: Any = 0.0,
     searched_step_along_step_direction: bool = False,
     reference_bypass: bool = False,
@@ -193,6 +201,7 @@ def salsa_transformation(
         smoothing=smoothing,
         decrease_factor=decrease_factor,
         increase_factor=increase_factor,
+        warm_start_factor=warm_start_factor,
         max_backtracking_steps=max_backtracking_steps,
         initial_learning_rate=initial_learning_rate,
         max_learning_rate=max_learning_rate,
@@ -240,6 +249,7 @@ def salsa_transformation(
                 armijo_margin=jnp.asarray(jnp.inf, dtype),
                 total_searches=count(),
                 total_evaluations=count(),
+                total_backtracks=count(),
                 total_exhausted=count(),
                 total_nonfinite_skipped=count(),
                 total_nondescent_skipped=count(),
@@ -276,7 +286,12 @@ def salsa_transformation(
         search_direction, step_direction, directions_state = directions.update(
             updates, state.directions, state.count
         )
-        proposal = jnp.minimum(state.learning_rate * increase_factor, cap)
+        growth = increase_factor
+        if warm_start_factor is not None:
+            # Until a search first rejects a trial, the step size grows from its small start.
+            warming = state.info.total_backtracks == 0
+            growth = jnp.where(warming, warm_start_factor, increase_factor)
+        proposal = jnp.minimum(state.learning_rate * growth, cap)
         decay_rate = 0.0 if no_weight_decay else -weight_decay * state.learning_rate
         start = params if no_weight_decay else optax.tree.add_scale(params, decay_rate, params)
         current_aux = state.aux
@@ -323,6 +338,7 @@ def salsa_transformation(
                 result.outcome == armijo.ZERO_DECREASE
             )
             num_evaluations = result.num_evaluations + exhausted.astype(jnp.int32)
+            num_backtracks = result.num_evaluations - accepted.astype(jnp.int32)
             new_scalars = scalars._replace(
                 learning_rate=result.step_size,
                 avg_decrease=result.avg_decrease,
@@ -335,11 +351,12 @@ def salsa_transformation(
                     searched=jnp.asarray(True),
                     search_outcome=result.outcome,
                     num_evaluations=num_evaluations,
-                    num_backtracks=result.num_evaluations - accepted.astype(jnp.int32),
+                    num_backtracks=num_backtracks,
                     step_size=result.step_taken,
                     armijo_margin=result.min_margin,
                     total_searches=totals.total_searches + 1,
                     total_evaluations=totals.total_evaluations + num_evaluations,
+                    total_backtracks=totals.total_backtracks + num_backtracks,
                     total_exhausted=totals.total_exhausted + exhausted,
                     total_nondescent_skipped=totals.total_nondescent_skipped
                     + (result.outcome == armijo.NON_DESCENT),
@@ -430,6 +447,7 @@ def scale_by_salsa(
     smoothing: Any = DEFAULTS.smoothing,
     decrease_factor: Any = DEFAULTS.decrease_factor,
     increase_factor: Any = DEFAULTS.increase_factor,
+    warm_start_factor: Any = DEFAULTS.warm_start_factor,
     max_backtracking_steps: Any = DEFAULTS.max_backtracking_steps,
     initial_learning_rate: Any = DEFAULTS.initial_learning_rate,
     max_learning_rate: Any = DEFAULTS.max_learning_rate,
@@ -472,6 +490,9 @@ def scale_by_salsa(
     decrease_factor: factor shrinking a rejected step size.
     increase_factor: :math:`\gamma`, factor growing the stored step size at each step (1:
       never; the authors' published optimizer uses 1.1).
+    warm_start_factor: until a search first rejects a trial, the stored step size grows by this
+      factor at each step instead of ``increase_factor``: with a small ``initial_learning_rate``
+      the step size climbs from below to the edge of acceptance (``None``: no such phase).
     max_backtracking_steps: at most this many trial points per search.
     initial_learning_rate: the stored step size before the first step.
     max_learning_rate: cap on the proposed step size (``None``: no cap).
@@ -526,6 +547,7 @@ def scale_by_salsa(
         smoothing=smoothing,
         decrease_factor=decrease_factor,
         increase_factor=increase_factor,
+        warm_start_factor=warm_start_factor,
         max_backtracking_steps=max_backtracking_steps,
         initial_learning_rate=initial_learning_rate,
         max_learning_rate=max_learning_rate,
