@@ -436,11 +436,18 @@ def _quadratic(w, curvature, target):
     return 0.5 * jnp.sum(curvature * (w - target) ** 2)
 
 
+# (curvature, target, start): the start is at least 0.5 from the target in every coordinate, so
+# the loss and the slope are far above the reference's 1e-8 thresholds.
+_offsets = st.lists(
+    st.tuples(st.floats(0.5, 5.0), st.sampled_from([-1.0, 1.0])).map(lambda t: t[0] * t[1]),
+    min_size=4,
+    max_size=4,
+)
 _problems = st.tuples(
     st.lists(st.floats(0.1, 50.0), min_size=4, max_size=4),
     st.lists(st.floats(-5.0, 5.0), min_size=4, max_size=4),
-    st.lists(st.floats(-5.0, 5.0), min_size=4, max_size=4),
-)
+    _offsets,
+).map(lambda p: (p[0], p[1], [t + o for t, o in zip(p[1], p[2], strict=True)]))
 
 _OPTIMIZERS = {
     "salsa": lambda: salsa_optax.salsa(adaptive_search_frequency=False),
