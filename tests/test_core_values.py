@@ -1,0 +1,573 @@
+"""The core pinned by value: each expected number is computed by hand from SALSA_SPEC's formulas.
+
+Every test here fails if one named piece of the algorithm is wrong (a sign, a comparison, which
+step size a formula uses, which outcome a branch reports). Steps run in float64, with numbers
+chosen so that the quantities compared are exact where a comparison is at stake (dyadic ties).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import salsa_optax
+from salsa_optax._src import armijo, search_frequency
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+# search_outcome values of the planned API.
+SKIPPED, ACCEPTED, ZERO_DECREASE, EXHAUSTED, BYPASSED, NON_DESCENT, NON_FINITE = range(7)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _info(state):
+    return optax.tree.get(state, "info")
+
+
+def _get(state, name):
+    return optax.tree.get(state, name)
+
+
+def _step(tx, params, loss, state=None, *, value=None, grad=None, updates=None, value_fn=None):
+    """One update; ``value``, ``grad``, ``updates``, ``value_fn`` default to the true ones."""
+    state = tx.init(params) if state is None else state
+    true_value, true_grad = jax.value_and_grad(loss)(params)
+    value = true_value if value is None else value
+    grad = true_grad if grad is None else grad
+    updates = true_grad if updates is None else updates
+    value_fn = loss if value_fn is None else value_fn
+    new_updates, new_state = tx.update(
+        updates, state, params, value=value, grad=grad, value_fn=value_fn
+    )
+    return new_updates, new_state
+
+
+def _sgd_search(**kwargs):
+    """SaLSa on the raw gradient, every step searching unless the test says otherwise."""
+    kwargs.setdefault("adaptive_search_frequency", False)
+    return salsa_optax.salsa_sgd(**kwargs)
+
+
+def _without(state, names=("info", "count")):
+    """The state's leaves except the diagnostics and counters, by path."""
+
+    def keep(path):
+        return not any(getattr(key, "name", None) in names for key in path)
+
+    return [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(state) if keep(path)]
+
+
+def _sum_squares(w):
+    return jnp.sum(w**2)
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoupled weight decay: w_new = w - lambda * eta_stored * w - eta * P g (first step, Adam).
+
+
+def test_weight_decay_uses_the_stored_step_size_with_a_minus_sign():
+    w = jnp.array([1.5, -0.75, 2.0])
+    target = w + jnp.array([10.0, -10.0, 10.0])
+    loss = lambda p: jnp.sum((p - target) ** 2)
+    decay, stored, growth, eps = 0.1, 0.125, 1.1, 1e-8
+    tx = salsa_optax.salsa(
+        weight_decay=decay,
+        initial_learning_rate=stored,
+        increase_factor=growth,
+        eps=eps,
+        adaptive_search_frequency=False,
+    )
+    updates, state = _step(tx, w, loss)
+    info = _info(state)
+    assert int(info.search_outcome) == ACCEPTED
+    assert int(info.num_evaluations) == 1
+    eta = stored * growth  # the first trial, accepted
+    np.testing.assert_allclose(float(info.step_size), eta, rtol=1e-15)
+
+    w64, g = np.asarray(w), np.asarray(jax.grad(loss)(w))
+    # t = 1: m_hat = g, v_hat = g^2 (bias-corrected), P = 1 / (sqrt(v_hat) + eps).
+    preconditioned = g / (np.abs(g) + eps)
+    expected = w64 - decay * stored * w64 - eta * preconditioned
+    np.testing.assert_allclose(np.asarray(w + updates), expected, rtol=1e-13, atol=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# The cap on the proposal.
+
+
+def test_max_learning_rate_caps_the_proposal_and_the_stored_step_size():
+    cap = 0.0625
+    tx = _sgd_search(
+        max_learning_rate=cap, initial_learning_rate=1.0, increase_factor=2.0, smoothing=0.5
+    )
+    loss = lambda p: 0.5 * jnp.sum(p**2)
+    w = jnp.array([1.0, -2.0])
+    updates, state = _step(tx, w, loss)
+    assert int(_info(state).num_evaluations) == 1  # the capped proposal is accepted at once
+    np.testing.assert_array_equal(updates, -cap * w)  # exact: dyadic numbers
+    assert float(_info(state).step_size) == cap
+    assert float(_get(state, "learning_rate")) == cap
+    for _ in range(5):
+        w = w + updates
+        updates, state = _step(tx, w, loss, state)
+        assert float(_get(state, "learning_rate")) <= cap
+        assert float(_info(state).step_size) <= cap
+
+
+# ------------------------------------------------------------------------------------------------
+# The non-finite guard: value, grad and updates each alone.
+
+
+@pytest.mark.parametrize("poisoned", ["grad", "updates", "value"])
+@pytest.mark.parametrize("make_tx", [salsa_optax.salsa, _sgd_search], ids=["salsa", "salsa_sgd"])
+def test_nonfinite_value_grad_or_updates_alone_leave_everything_unchanged(poisoned, make_tx):
+    tx = make_tx()
+    loss = lambda p: jnp.sum((p - 1.0) ** 2)
+    w = jnp.array([0.5, -1.0, 3.0])
+    first, state = _step(tx, w, loss)
+    w = w + first
+    grad = jax.grad(loss)(w)
+    bad = {
+        "grad": {"grad": grad.at[1].set(jnp.nan)},
+        "updates": {"updates": grad.at[2].set(jnp.inf)},
+        "value": {"value": jnp.asarray(jnp.nan)},
+    }[poisoned]
+    updates, new_state = _step(tx, w, loss, state, **bad)
+    np.testing.assert_array_equal(updates, jnp.zeros_like(w))
+    for old, new in zip(_without(state), _without(new_state), strict=True):
+        np.testing.assert_array_equal(new, old)
+    info, old_info = _info(new_state), _info(state)
+    assert int(info.search_outcome) == NON_FINITE
+    assert int(info.num_evaluations) == 0
+    assert int(info.total_nonfinite_skipped) == int(old_info.total_nonfinite_skipped) + 1
+
+
+# ------------------------------------------------------------------------------------------------
+# The smoothed Armijo test: ties accepted (>=), zero decrease, the margin.
+
+
+def test_armijo_test_accepts_an_exact_tie():
+    config = armijo.ArmijoConfig(
+        slope_rtol=0.5, smoothing=0.5, decrease_factor=0.5, max_backtracking_steps=10
+    )
+    # lhs = 0.5 * 0.5 + 0.5 * 1.5 = 1.0; rhs = 0.5 * 1.0 * 2.0 = 1.0, all exact.
+    passed, lhs, margin = armijo.smoothed_armijo_test(
+        jnp.asarray(1.5), jnp.asarray(0.5), jnp.asarray(2.0), jnp.asarray(1.0), config
+    )
+    assert bool(passed)
+    assert float(lhs) == 1.0
+    assert float(margin) == 0.0
+    # Just below the tie it fails.
+    passed, _, _ = armijo.smoothed_armijo_test(
+        jnp.asarray(1.5 - 2.0**-40), jnp.asarray(0.5), jnp.asarray(2.0), jnp.asarray(1.0), config
+    )
+    assert not bool(passed)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.5])
+def test_search_accepts_a_trial_that_ties_the_test(smoothing):
+    """f = w^2 at w = 1, eta = 1/4: delta = 3/4, slope 4; c = 3/4 makes both sides equal."""
+    tx = _sgd_search(
+        slope_rtol=0.75,
+        smoothing=smoothing,
+        decrease_factor=0.5,
+        increase_factor=1.0,
+        initial_learning_rate=0.25,
+    )
+    w = jnp.array([1.0])
+    updates, state = _step(tx, w, _sum_squares)
+    info = _info(state)
+    assert int(info.search_outcome) == ACCEPTED
+    assert int(info.num_evaluations) == 1
+    assert int(info.num_backtracks) == 0
+    np.testing.assert_array_equal(updates, jnp.array([-0.5]))
+    assert float(info.armijo_margin) == 0.0
+    # The accepted decrease enters the average: (1 - beta3) * 3/4.
+    assert float(_get(state, "avg_decrease")) == (1 - smoothing) * 0.75
+
+
+def test_zero_decrease_is_accepted_without_touching_the_average_and_is_no_backtrack():
+    """f = w^2 at w = 1: eta = 2 overshoots (rejected); eta = 1 lands on -1, delta = 0 exactly."""
+    tx = _sgd_search(
+        slope_rtol=0.5,
+        smoothing=0.5,
+        decrease_factor=0.5,
+        increase_factor=1.0,
+        initial_learning_rate=2.0,
+    )
+    w = jnp.array([1.0])
+    state = optax.tree.set(tx.init(w), avg_decrease=jnp.asarray(0.3))
+    updates, state = _step(tx, w, _sum_squares, state)
+    info = _info(state)
+    assert int(info.search_outcome) == ZERO_DECREASE
+    assert int(info.num_evaluations) == 2
+    assert int(info.num_backtracks) == 1  # the rejected eta = 2 only
+    np.testing.assert_array_equal(updates, jnp.array([-2.0]))  # to w = -1
+    assert float(_get(state, "avg_decrease")) == 0.3
+    assert float(_get(state, "learning_rate")) == 1.0
+
+
+def test_armijo_margin_is_the_minimum_over_the_trials():
+    """f = |w|^2, w = (1, -2), c = 1/2, beta3 = 1/2: lhs / rhs = 2 (1 - eta), margin |1 - 2 eta|.
+
+    eta = 0.55 is rejected with margin 0.1, eta = 0.275 accepted with margin 0.45: the minimum is
+    the first trial's, not the last one's.
+    """
+    c, beta3, first, factor = 0.5, 0.5, 0.55, 0.5
+    tx = _sgd_search(
+        slope_rtol=c,
+        smoothing=beta3,
+        decrease_factor=factor,
+        increase_factor=1.0,
+        initial_learning_rate=first,
+    )
+    w = jnp.array([1.0, -2.0])
+    _, state = _step(tx, w, _sum_squares)
+    info = _info(state)
+    assert int(info.search_outcome) == ACCEPTED
+    assert int(info.num_evaluations) == 2
+
+    w64 = np.asarray(w)
+    g = 2 * w64
+    avg_slope = (1 - beta3) * (g @ g)
+    margins = []
+    for eta in (first, first * factor):
+        decrease = w64 @ w64 - np.sum((w64 - eta * g) ** 2)
+        lhs, rhs = (1 - beta3) * decrease, c * eta * avg_slope
+        margins.append(abs(lhs - rhs) / abs(rhs))
+    assert margins[0] < margins[1]
+    np.testing.assert_allclose(float(info.armijo_margin), min(margins), rtol=1e-12)
+    np.testing.assert_allclose(float(_get(state, "avg_slope")), avg_slope, rtol=1e-15)
+
+
+def test_exhausted_search_takes_no_step_and_keeps_the_stored_step_size():
+    tx = _sgd_search(max_backtracking_steps=3, initial_learning_rate=0.5, increase_factor=1.0)
+    w = jnp.array([1.0, 2.0])
+    never_lower = lambda p: _sum_squares(w) + 1.0 + 0.0 * jnp.sum(p)
+    updates, state = _step(tx, w, _sum_squares, value_fn=never_lower)
+    info = _info(state)
+    assert int(info.search_outcome) == EXHAUSTED
+    assert int(info.num_evaluations) == 3
+    assert int(info.num_backtracks) == 3
+    np.testing.assert_array_equal(updates, jnp.zeros_like(w))
+    assert float(_get(state, "learning_rate")) == 0.5
+
+
+def test_non_descent_direction_takes_no_step_and_keeps_the_state():
+    """scale_by_salsa takes descent-form updates: the raw gradient is an ascent direction."""
+    tx = salsa_optax.scale_by_salsa()
+    w = jnp.array([1.0, 2.0])
+    state = tx.init(w)
+    updates, new_state = _step(tx, w, _sum_squares, state)
+    assert int(_info(new_state).search_outcome) == NON_DESCENT
+    assert int(_info(new_state).num_evaluations) == 0
+    np.testing.assert_array_equal(updates, jnp.zeros_like(w))
+    for old, new in zip(_without(state), _without(new_state), strict=True):
+        np.testing.assert_array_equal(new, old)
+
+
+# ------------------------------------------------------------------------------------------------
+# The reference's bypass (salsa_published only) and salsa()'s search without it.
+
+
+def _flat_loss(p):
+    """A large loss with a tiny gradient: the Adam slope sum g^2 / (|g| + eps) is ~1e-15."""
+    return 1000.0 + 1e-12 * jnp.sum((p - 3.0) ** 2)
+
+
+def test_published_bypasses_on_a_small_slope_with_a_large_loss():
+    stored, eps = 0.5, 1e-8
+    tx = salsa_optax.salsa_published(
+        initial_learning_rate=stored, eps=eps, adaptive_search_frequency=False
+    )
+    w = jnp.array([1.0, -2.0])
+    updates, state = _step(tx, w, _flat_loss)
+    info = _info(state)
+    assert int(info.search_outcome) == BYPASSED
+    assert int(info.num_evaluations) == 0
+    # The step moves by the stored step size, untested, and the stored step size does not grow.
+    assert float(info.step_size) == stored
+    assert float(_get(state, "learning_rate")) == stored
+    g = np.asarray(jax.grad(_flat_loss)(w))
+    np.testing.assert_allclose(updates, -stored * g / (np.abs(g) + eps), rtol=1e-12)
+
+
+def test_published_bypasses_on_a_small_loss_with_a_large_slope():
+    tx = salsa_optax.salsa_published(adaptive_search_frequency=False)
+    w = jnp.array([1e-5, -1e-5])  # loss 2e-10 < 1e-8, slope ~ (1 - beta3) * 4e-5 > 1e-8
+    _, state = _step(tx, w, _sum_squares)
+    assert int(_info(state).search_outcome) == BYPASSED
+    assert int(_info(state).num_evaluations) == 0
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [lambda p: jnp.sum((p - 1.0) ** 2) - 10.0, _flat_loss],
+    ids=["negative_loss", "small_slope"],
+)
+def test_salsa_searches_where_the_reference_would_bypass(loss):
+    tx = salsa_optax.salsa(adaptive_search_frequency=False)
+    _, state = _step(tx, jnp.array([0.0, 3.5]), loss)
+    info = _info(state)
+    assert bool(info.searched)
+    assert int(info.search_outcome) in (ACCEPTED, ZERO_DECREASE, EXHAUSTED)
+    assert int(info.num_evaluations) >= 1
+
+
+# ------------------------------------------------------------------------------------------------
+# The search-frequency schedule.
+
+
+def test_search_interval_formula():
+    # L = min(L_max, 1 / (r - 1 + 1e-8)), r = max(q, 1 / q), q = fast / slow.
+    for fast, slow in ((1.25, 1.0), (1.0, 1.25), (3.0, 1.0), (1.0, 3.0)):
+        r = max(fast / slow, slow / fast)
+        expected = min(10.0, 1 / (r - 1 + 1e-8))
+        np.testing.assert_allclose(
+            float(search_frequency.search_interval(fast, slow, 10.0)), expected, rtol=1e-12
+        )
+    assert float(search_frequency.search_interval(1.0, 1.0, 10.0)) == 10.0
+    assert float(search_frequency.search_interval(1.0, 1.0, 3.0)) == 3.0
+
+
+def _searched_pattern(tx, state, steps, loss=_sum_squares, w=None):
+    w = jnp.array([1.0, -0.5]) if w is None else w
+    pattern = []
+    for _ in range(steps):
+        updates, state = _step(tx, w, loss, state)
+        pattern.append(bool(_info(state).searched))
+        w = w + updates
+    return pattern, state
+
+
+def _settled(tx, w, fast, slow):
+    """A fresh state whose step-size averages are as given (1.0 and 1.0: settled)."""
+    return optax.tree.set(
+        tx.init(w), learning_rate_fast=jnp.asarray(fast), learning_rate_slow=jnp.asarray(slow)
+    )
+
+
+def test_warmup_boundary_is_count_below_warmup_searches():
+    """warmup_searches = 3, L_max huge, averages equal (r = 1): steps 1-3 search, then none."""
+    eta = 0.25
+    tx = _sgd_search(
+        adaptive_search_frequency=True,
+        warmup_searches=3,
+        max_search_interval=10**9,
+        smoothing=0.0,
+        increase_factor=1.0,
+        initial_learning_rate=eta,
+    )
+    w = jnp.array([1.0, -0.5])
+    # 0.5 * f is accepted at eta = 1/4 on every step, so the averages stay at eta.
+    loss = lambda p: 0.5 * jnp.sum(p**2)
+    pattern, state = _searched_pattern(tx, _settled(tx, w, eta, eta), 6, loss, w)
+    assert pattern == [True, True, True, False, False, False]
+    assert int(_info(state).total_searches) == 3
+
+    tx = _sgd_search(
+        adaptive_search_frequency=True,
+        warmup_searches=0,
+        max_search_interval=10**9,
+        smoothing=0.0,
+        increase_factor=1.0,
+        initial_learning_rate=eta,
+    )
+    pattern, _ = _searched_pattern(tx, _settled(tx, w, eta, eta), 2, loss, w)
+    assert pattern == [False, False]
+
+
+@pytest.mark.parametrize(("fast", "slow"), [(0.3125, 0.25), (0.25, 0.3125)])
+def test_schedule_searches_when_steps_since_search_reach_the_interval(fast, slow):
+    """r = 1.25 (either way round): L = 1 / (0.25 + 1e-8) < 4: steps 1-3 skip, step 4 searches."""
+    tx = _sgd_search(
+        adaptive_search_frequency=True,
+        warmup_searches=0,
+        max_search_interval=10,
+        increase_factor=1.0,
+        initial_learning_rate=0.25,
+    )
+    w = jnp.array([1.0, -0.5])
+    pattern, _ = _searched_pattern(tx, _settled(tx, w, fast, slow), 4, w=w)
+    assert pattern == [False, False, False, True]
+    # The cap L_max: with L_max = 2 every second step searches.
+    tx = _sgd_search(
+        adaptive_search_frequency=True,
+        warmup_searches=0,
+        max_search_interval=2,
+        increase_factor=1.0,
+        initial_learning_rate=0.25,
+    )
+    pattern, _ = _searched_pattern(tx, _settled(tx, w, 0.25, 0.25), 2, w=w)
+    assert pattern == [False, True]
+
+
+def test_skipped_step_moves_by_the_stored_step_size_times_the_growth():
+    tx = _sgd_search(
+        adaptive_search_frequency=True,
+        warmup_searches=0,
+        max_search_interval=10,
+        increase_factor=1.5,
+        initial_learning_rate=0.25,
+    )
+    w = jnp.array([1.0, -0.5])
+    updates, state = _step(tx, w, _sum_squares, _settled(tx, w, 0.25, 0.25))
+    assert not bool(_info(state).searched)
+    assert int(_info(state).num_evaluations) == 0
+    np.testing.assert_array_equal(updates, -0.375 * 2 * w)
+    assert float(_get(state, "learning_rate")) == 0.25  # unchanged by a skipped step
+
+
+# ------------------------------------------------------------------------------------------------
+# Properties (hypothesis), on random diagonal quadratics; one compilation per optimizer.
+
+
+def _quadratic(w, curvature, target):
+    return 0.5 * jnp.sum(curvature * (w - target) ** 2)
+
+
+# (curvature, target, start): the start is at least 0.5 from the target in every coordinate, so
+# the loss and the slope are far above the reference's 1e-8 thresholds.
+_offsets = st.lists(
+    st.tuples(st.floats(0.5, 5.0), st.sampled_from([-1.0, 1.0])).map(lambda t: t[0] * t[1]),
+    min_size=4,
+    max_size=4,
+)
+_problems = st.tuples(
+    st.lists(st.floats(0.1, 50.0), min_size=4, max_size=4),
+    st.lists(st.floats(-5.0, 5.0), min_size=4, max_size=4),
+    _offsets,
+).map(lambda p: (p[0], p[1], [t + o for t, o in zip(p[1], p[2], strict=True)]))
+
+_OPTIMIZERS = {
+    "salsa": lambda: salsa_optax.salsa(adaptive_search_frequency=False),
+    "salsa_sgd": lambda: _sgd_search(increase_factor=1.5),
+    "sgd_then_scale_by_salsa": lambda: optax.chain(
+        optax.sgd(1.0), salsa_optax.scale_by_salsa(increase_factor=1.5)
+    ),
+}
+
+
+@functools.cache
+def _jitted_step(name, cap=None):
+    if cap is None:
+        tx = _OPTIMIZERS[name]()
+    else:
+        tx = _sgd_search(max_learning_rate=cap, increase_factor=1.5)
+
+    @jax.jit
+    def step(w, state, curvature, target, poison):
+        value, grad = jax.value_and_grad(_quadratic)(w, curvature, target)
+        # poison != 0 makes every trial point look worse than w: a value_fn that would change
+        # the step if it were called.
+        value_fn = lambda p, curvature, target: _quadratic(p, curvature, target) + poison
+        updates, state = tx.update(
+            grad, state, w, value=value, grad=grad, value_fn=value_fn,
+            curvature=curvature, target=target,
+        )  # fmt: skip
+        return updates, state
+
+    return tx, step
+
+
+def _arrays(problem):
+    curvature, target, w = (jnp.asarray(x, jnp.float64) for x in problem)
+    return curvature, target, w
+
+
+_settings = settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.mark.parametrize("name", sorted(_OPTIMIZERS))
+@_settings
+@given(problem=_problems)
+def test_property_accepted_step_passes_the_smoothed_test(problem, name):
+    c, beta3 = 0.5, 0.9
+    tx, step = _jitted_step(name)
+    curvature, target, w = _arrays(problem)
+    state = tx.init(w)
+    accepted = 0
+    for _ in range(6):
+        old_decrease = float(_get(state, "avg_decrease"))
+        updates, state = step(w, state, curvature, target, 0.0)
+        info = _info(state)
+        new_w = w + updates
+        if int(info.search_outcome) == ACCEPTED:
+            accepted += 1
+            value = float(_quadratic(w, curvature, target))
+            decrease = value - float(_quadratic(new_w, curvature, target))
+            lhs = beta3 * old_decrease + (1 - beta3) * decrease
+            rhs = c * float(info.step_size) * float(_get(state, "avg_slope"))
+            # Rounding: w + updates is the accepted trial point up to an ulp or so.
+            tolerance = 1e-9 * (abs(lhs) + abs(rhs)) + 1e-12 * abs(value)
+            assert lhs >= rhs - tolerance
+            assert abs(float(_get(state, "avg_decrease")) - lhs) <= tolerance
+        w = new_w
+    assert accepted >= 1  # not vacuous
+
+
+@_settings
+@given(problem=_problems, cap=st.sampled_from([0.01, 0.1, 2.0]))
+def test_property_stored_step_size_never_exceeds_the_cap(problem, cap):
+    tx, step = _jitted_step("salsa_sgd", cap)
+    curvature, target, w = _arrays(problem)
+    state = tx.init(w)
+    for _ in range(8):
+        updates, state = step(w, state, curvature, target, 0.0)
+        assert float(_get(state, "learning_rate")) <= cap
+        assert float(_info(state).step_size) <= cap
+        w = w + updates
+
+
+@functools.cache
+def _skip_step():
+    tx = _sgd_search(
+        adaptive_search_frequency=True, warmup_searches=0, max_search_interval=3,
+        increase_factor=1.0,
+    )  # fmt: skip
+
+    @jax.jit
+    def step(w, state, curvature, target, poison):
+        value, grad = jax.value_and_grad(_quadratic)(w, curvature, target)
+        value_fn = lambda p, curvature, target: _quadratic(p, curvature, target) + poison
+        return tx.update(
+            grad, state, w, value=value, grad=grad, value_fn=value_fn,
+            curvature=curvature, target=target,
+        )  # fmt: skip
+
+    return tx, step
+
+
+@_settings
+@given(problem=_problems)
+def test_property_skipped_steps_evaluate_no_value_fn(problem):
+    """On a step the schedule skips, a value_fn that would change the step changes nothing."""
+    tx, step = _skip_step()
+    curvature, target, w = _arrays(problem)
+    state = _settled(tx, w, 1.0, 1.0)
+    skipped = 0
+    for _ in range(7):
+        updates, new_state = step(w, state, curvature, target, 0.0)
+        poisoned_updates, poisoned_state = step(w, state, curvature, target, 1e6)
+        if not bool(_info(new_state).searched):
+            skipped += 1
+            assert int(_info(new_state).num_evaluations) == 0
+            np.testing.assert_array_equal(poisoned_updates, updates)
+            for a, b in zip(
+                jax.tree.leaves(poisoned_state), jax.tree.leaves(new_state), strict=True
+            ):
+                np.testing.assert_array_equal(a, b)
+        w, state = w + updates, new_state
+    assert skipped >= 4
