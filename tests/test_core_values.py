@@ -196,25 +196,37 @@ def test_search_accepts_a_trial_that_ties_the_test(smoothing):
     assert float(_get(state, "avg_decrease")) == (1 - smoothing) * 0.75
 
 
-def test_zero_decrease_is_accepted_without_touching_the_average_and_is_no_backtrack():
-    """f = w^2 at w = 1: eta = 2 overshoots (rejected); eta = 1 lands on -1, delta = 0 exactly."""
-    tx = _sgd_search(
-        slope_rtol=0.5,
-        smoothing=0.5,
-        decrease_factor=0.5,
-        increase_factor=1.0,
-        initial_learning_rate=2.0,
-    )
-    w = jnp.array([1.0])
-    state = optax.tree.set(tx.init(w), avg_decrease=jnp.asarray(0.3))
-    updates, state = _step(tx, w, _sum_squares, state)
+def test_zero_decrease_below_round_off_is_accepted_without_touching_the_average():
+    """f = 1e6 + w^2 in float32 at w = 1: a step of 1e-3 changes f by 4e-3, under its spacing
+    (0.0625), so the decrease is exactly 0 while the test asks for 1e-3 < eps * f = 0.12."""
+    tx = _sgd_search(slope_rtol=0.5, smoothing=0.5, increase_factor=1.0, initial_learning_rate=1e-3)
+    loss = lambda p: 1e6 + jnp.sum(p**2)
+    w = jnp.array([1.0], jnp.float32)
+    state = optax.tree.set(tx.init(w), avg_decrease=jnp.asarray(0.3, jnp.float32))
+    updates, state = _step(tx, w, loss, state)
     info = _info(state)
     assert int(info.search_outcome) == ZERO_DECREASE
-    assert int(info.num_evaluations) == 2
-    assert int(info.num_backtracks) == 1  # the rejected eta = 2 only
-    np.testing.assert_array_equal(updates, jnp.array([-2.0]))  # to w = -1
-    assert float(_get(state, "avg_decrease")) == 0.3
-    assert float(_get(state, "learning_rate")) == 1.0
+    assert int(info.num_evaluations) == 1
+    assert int(info.num_backtracks) == 0  # an accepted trial, not a backtrack
+    np.testing.assert_allclose(updates, jnp.array([-2e-3]), rtol=1e-6)
+    assert float(_get(state, "avg_decrease")) == pytest.approx(0.3)
+    assert float(_get(state, "learning_rate")) == pytest.approx(1e-3)
+
+
+def test_zero_decrease_at_a_long_step_is_tested_not_accepted():
+    """f = w^2 at w = 1: eta = 1 lands on the mirror point -1, delta = 0 exactly but the test
+    asks for 0.5 * 1 * S: rejected; eta = 0.5 lands on 0 and is accepted."""
+    tx = _sgd_search(
+        slope_rtol=0.5, smoothing=0.0, decrease_factor=0.5, increase_factor=1.0,
+        initial_learning_rate=1.0,
+    )  # fmt: skip
+    w = jnp.array([1.0])
+    updates, state = _step(tx, w, _sum_squares)
+    info = _info(state)
+    assert int(info.search_outcome) == ACCEPTED
+    assert int(info.num_evaluations) == 2 and int(info.num_backtracks) == 1
+    np.testing.assert_array_equal(updates, jnp.array([-1.0]))  # to w = 0
+    assert float(_get(state, "learning_rate")) == 0.5
 
 
 def test_armijo_margin_is_the_minimum_over_the_trials():
@@ -257,8 +269,10 @@ def test_exhausted_search_takes_no_step_and_keeps_the_stored_step_size():
     updates, state = _step(tx, w, _sum_squares, value_fn=never_lower)
     info = _info(state)
     assert int(info.search_outcome) == EXHAUSTED
-    assert int(info.num_evaluations) == 3
+    # Three trials, then one evaluation at params, which disagrees with `value` by 1.
+    assert int(info.num_evaluations) == 4
     assert int(info.num_backtracks) == 3
+    assert int(info.total_exhausted) == 1 and int(info.total_value_mismatches) == 1
     np.testing.assert_array_equal(updates, jnp.zeros_like(w))
     assert float(_get(state, "learning_rate")) == 0.5
 

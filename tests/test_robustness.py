@@ -43,7 +43,7 @@ def _train(tx, loss_fn, steps=200, value_fn=None):
 def test_the_loss_offset_changes_nothing(offset):
     """The test compares decreases: a shifted loss searches and converges as the unshifted one."""
     shifted = lambda p, x, y: _mse(p, x, y) + offset
-    base_mse, base_state, base_steps = _train(salsa_optax.salsa(), _mse)
+    base_mse, _base_state, base_steps = _train(salsa_optax.salsa(), _mse)
     mse, state, steps = _train(salsa_optax.salsa(), shifted)
     assert base_mse < 1e-8 and mse < 1e-4
     # The step size is chosen as without the offset until round-off of the offset matters.
@@ -59,7 +59,7 @@ def test_a_gaussian_nll_that_crosses_zero_keeps_searching():
         residual = x @ params - y
         return jnp.mean(0.5 * (residual / sigma) ** 2 + jnp.log(sigma) + 0.5 * jnp.log(2 * jnp.pi))
 
-    mse, state, steps = _train(salsa_optax.salsa(), nll, steps=300)
+    mse, state, _steps = _train(salsa_optax.salsa(), nll, steps=300)
     assert mse < 1e-6
     searched_after_crossing = int(state.info.total_searches)
     assert searched_after_crossing > 40  # the warm-up and the schedule's searches, not 9
@@ -68,7 +68,7 @@ def test_a_gaussian_nll_that_crosses_zero_keeps_searching():
 def test_the_published_bypass_stops_searching_below_zero_loss():
     """Kept for replay: salsa_published() never searches once the loss is negative."""
     shifted = lambda p, x, y: _mse(p, x, y) - 10.0
-    _, state, steps = _train(salsa_optax.salsa_published(), shifted, steps=30)
+    _, state, _steps = _train(salsa_optax.salsa_published(), shifted, steps=30)
     assert int(state.info.total_evaluations) == 0
     assert int(state.info.search_outcome) == armijo.BYPASSED
 
@@ -79,7 +79,7 @@ def test_one_bad_search_does_not_ruin_the_run():
     def once_nan(params, x, y, i):
         return jnp.where(i == 20, jnp.nan, _mse(params, x, y))
 
-    base_mse, _, base_steps = _train(salsa_optax.salsa(), _mse)
+    base_mse, _, _base_steps = _train(salsa_optax.salsa(), _mse)
     mse, state, steps = _train(salsa_optax.salsa(), _mse, value_fn=once_nan)
     assert int(state.info.total_exhausted) == 1
     assert steps[20] == steps[19]  # kept, not cut by 0.8**100

@@ -50,8 +50,8 @@ def check_hyperparameter(
     concrete = None if isinstance(value, (str, bytes)) else np.asarray(value)
     if (
         concrete is None
-        or not (np.issubdtype(concrete.dtype, np.number) or concrete.dtype == np.bool_)
-        or np.iscomplexobj(concrete)
+        or not (jnp.issubdtype(concrete.dtype, jnp.number) or concrete.dtype == np.bool_)
+        or jnp.issubdtype(concrete.dtype, jnp.complexfloating)
     ):
         raise TypeError(
             f"{name} must be a real number satisfying {requirement}, "
