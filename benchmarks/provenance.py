@@ -8,16 +8,21 @@ from collections.abc import Sequence
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPOSITORY / "benchmarks" / "results"
+CODE = ("salsa_optax", "benchmarks", ":!benchmarks/results")
 
 
 def git_description() -> str:
-    """The checkout's commit, and whether salsa_optax/ or benchmarks/ differ from it."""
+    """The checkout's commit, and whether the code (salsa_optax/, benchmarks/) differs from it.
+
+    Result files are not code: rewriting them (``--reuse`` of a file into itself) leaves the
+    commit clean.
+    """
     git = functools.partial(
         subprocess.run, cwd=REPOSITORY, capture_output=True, text=True, check=True
     )
     try:
         commit = git(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
-        changed = git(["git", "status", "--porcelain", "salsa_optax", "benchmarks"]).stdout
+        changed = git(["git", "status", "--porcelain", "--", *CODE]).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + (" with uncommitted changes" if changed.strip() else "")
