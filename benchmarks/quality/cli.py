@@ -8,7 +8,8 @@ Usage::
   python -m benchmarks.quality --list
 
 In ``--extra-optimizer NAME=BASE[:KEY=VALUE,...]`` a value is a Python literal; a list value makes
-that key a grid axis (``adam_wide=adam:learning_rate=[1e-5,1e-4,1e-3,1e-2,1e-1]``)."""
+that key a grid axis (``adam_wide=adam:learning_rate=[1e-5,1e-4,1e-3,1e-2,1e-1]``).
+"""
 
 import argparse
 import sys

@@ -3,7 +3,8 @@
 Every run trains with one compiled step per (task, optimizer): forward+backward, then
 ``tx.update(grads, state, params, value=, grad=, value_fn=)``, so a line search's trial evaluations
 and its search-frequency schedule run inside the compiled step. Reported wall time is training time
-only; compilation and evaluation are recorded separately."""
+only; compilation and evaluation are recorded separately.
+"""
 
 import itertools
 import math

@@ -1,7 +1,8 @@
 """What the benchmark compares: every optimizer by name, and the default selection.
 
 Adding an optimizer is one entry in :data:`OPTIMIZERS` (a factory that optax or salsa_optax does
-not export under one name goes in :mod:`benchmarks.quality.factories`)."""
+not export under one name goes in :mod:`benchmarks.quality.factories`).
+"""
 
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple

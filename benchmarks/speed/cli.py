@@ -4,7 +4,8 @@ Run from the repository root (about 10 minutes on one CPU core; the same command
 JAX sees one)::
 
     python -m benchmarks.speed
-    python -m benchmarks.speed --models mlp --steps 60 --no-scaling --no-torch   # a quick look"""
+    python -m benchmarks.speed --models mlp --steps 60 --no-scaling --no-torch   # a quick look
+"""
 
 import argparse
 import json

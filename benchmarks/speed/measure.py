@@ -1,6 +1,7 @@
 """What is measured: every model, how the overhead moves with batch size and width (on the MLP,
 where it is largest), and with the length of the run (the schedule searches less and less often as
-the step size settles)."""
+the step size settles).
+"""
 
 import argparse
 import itertools

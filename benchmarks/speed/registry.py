@@ -1,6 +1,7 @@
 """What the speed benchmark times: the optax variants, their PyTorch counterparts, the models.
 
-Adding an optimizer is one entry in :data:`VARIANTS`."""
+Adding an optimizer is one entry in :data:`VARIANTS`.
+"""
 
 from collections.abc import Callable
 from typing import NamedTuple
