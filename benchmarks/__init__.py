@@ -1,1 +1,1 @@
-"""Benchmarks of salsa_optax: solution quality (``quality.py``) and speed (``speed.py``)."""
+"""Benchmarks of salsa_optax: solution quality (``quality/``) and speed (``speed/``)."""

@@ -23,7 +23,8 @@ import optax
 from flax import nnx
 
 import salsa_optax
-from benchmarks import quality
+from benchmarks import provenance
+from benchmarks.quality import context, harness, selection
 from benchmarks.tasks import get_task
 
 # salsa() keyword arguments of each variant: the published optimizer, the published growth with
@@ -49,7 +50,7 @@ def direction_norms(grad, state, b1=0.9, b2=0.999, eps=1e-8):
 
 
 def make_step(ctx, tx):
-    base_step = quality.make_train_step(ctx.task, ctx.graphdef, tx)
+    base_step = harness.make_train_step(ctx.task, ctx.graphdef, tx)
 
     def step(carry, train, indices):
         params = carry[0]
@@ -81,12 +82,12 @@ def _loss(ctx, params, carry, train, indices):
 
 
 def run(task_name, variants, steps, seed=0):
-    ctx = quality.TaskContext.build(get_task(task_name), "quick", steps, None)
-    indices = jnp.asarray(quality.batch_indices(ctx.train_size, ctx.batch_size, ctx.steps, seed))
+    ctx = context.TaskContext.build(get_task(task_name), "quick", steps, None)
+    indices = jnp.asarray(context.batch_indices(ctx.train_size, ctx.batch_size, ctx.steps, seed))
     logs = {}
     for name, kwargs in variants.items():
         tx = salsa_optax.salsa(**kwargs)
-        model = quality.split_model(ctx.task, seed)
+        model = context.split_model(ctx.task, seed)
         carry = (model.params, model.rest, tx.init(model.params), jax.random.key(seed), 0)
         carry = jax.tree.map(jnp.asarray, carry)
         step = make_step(ctx, tx)
@@ -158,7 +159,7 @@ def parse_variant(spec):
     kwargs = {}
     for item in filter(None, assignments.split(",")):
         key, _, value = item.partition("=")
-        kwargs[key] = quality.parse_value(value)
+        kwargs[key] = selection.parse_value(value)
     return name, kwargs
 
 
@@ -168,7 +169,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variant", action="append", help="NAME=KEY=VALUE,... of salsa()")
-    parser.add_argument("--out", default=quality.RESULTS_DIR)
+    parser.add_argument("--out", default=str(provenance.RESULTS_DIR))
     args = parser.parse_args(argv)
     variants = dict(map(parse_variant, args.variant)) if args.variant else DEFAULT_VARIANTS
     logs = run(args.task, variants, args.steps, args.seed)

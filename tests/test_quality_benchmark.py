@@ -5,6 +5,7 @@ import json
 import pytest
 
 from benchmarks import quality
+from benchmarks.quality import harness
 
 
 def test_two_step_grid_writes_json_and_table(tmp_path):
@@ -59,7 +60,7 @@ def test_reuse_takes_identical_runs_instead_of_training(tmp_path, monkeypatch):
             "--steps", "digits_mlp=2", "--out", str(tmp_path), "--no-plots"]  # fmt: skip
     first = quality.main([*args, "--tag", "first"])
     assert first["runs"][0]["steps_done"] == 2
-    monkeypatch.setattr(quality, "train_run", pytest.fail)
+    monkeypatch.setattr(harness, "train_run", pytest.fail)
     again = quality.main([*args, "--tag", "again", "--reuse", str(tmp_path / "quality_first.json")])
     assert again["runs"][0]["test_metric"] == first["runs"][0]["test_metric"]
 
@@ -83,9 +84,9 @@ def test_reuse_only_reports_what_it_finds_and_trains_only_reruns(tmp_path, monke
     base = ["--tasks", "digits_mlp", "--steps", "2", "--out", str(tmp_path), "--no-plots"]
     quality.main([*base, "--optimizers", "prodigy", "--seeds", "0", "--tag", "first"])
     trained = []
-    real_train_run = quality.train_run
+    real_train_run = harness.train_run
     monkeypatch.setattr(
-        quality,
+        harness,
         "train_run",
         lambda ctx, compiled_as, *a: (
             trained.append(compiled_as[0]) or real_train_run(ctx, compiled_as, *a)

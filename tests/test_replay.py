@@ -1,4 +1,4 @@
-"""Replays the reference trajectories of ../shared/vectors in float64."""
+"""Replays the reference trajectories of tests/data/vectors in float64."""
 
 import json
 import pathlib
@@ -11,7 +11,8 @@ import pytest
 
 import salsa_optax
 
-VECTORS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "vectors"
+REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+VECTORS = REPOSITORY / "tests" / "data" / "vectors"
 FILES = ("least_squares.npz", "mlp_digits.npz")
 
 
@@ -110,14 +111,15 @@ def _replay(path):
 
 @pytest.fixture(scope="module", params=FILES)
 def replay(request):
-    path = VECTORS / request.param
-    if not path.exists():
-        pytest.fail(
-            f"reference vectors not found at {path}: the shared/ folder must sit beside "
-            "the checkout (../shared/vectors)"
-        )
     with jax.enable_x64(True):
-        return _replay(path)
+        return _replay(VECTORS / request.param)
+
+
+def test_vectors_ship_with_the_repository():
+    """The reference files are part of the checkout: the replay needs nothing beside it."""
+    assert VECTORS.resolve().is_relative_to(REPOSITORY)
+    assert sorted(p.name for p in VECTORS.glob("*.npz")) == sorted(FILES)
+    assert (VECTORS / "README.md").is_file()
 
 
 def test_replay_decisions_exact(replay):

@@ -1,4 +1,4 @@
-"""Smoke test of the speed benchmark (benchmarks/speed.py): a tiny model, three steps, no timing."""
+"""Smoke test of the speed benchmark (benchmarks/speed/): a tiny model, three steps, no timing."""
 
 import json
 

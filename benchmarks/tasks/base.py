@@ -1,8 +1,8 @@
 """What a quality-benchmark task is: offline data, a Flax NNX model, a loss and a metric.
 
 A task module builds a :class:`Task`. Building one is cheap and loads nothing: data is read only
-when ``task.load_data()`` is called, so models stay importable on their own (``benchmarks/speed.py``
-imports them).
+when ``task.load_data()`` is called, so models stay importable on their own
+(``benchmarks/speed/models.py`` imports them).
 """
 
 from collections.abc import Callable, Mapping
