@@ -39,7 +39,8 @@ import optax
 from flax import nnx
 
 import salsa_optax
-from benchmarks import quality
+from benchmarks import provenance
+from benchmarks.quality import context, harness
 from benchmarks.tasks import get_task
 from salsa_optax._src.directions import AdamDirectionsState
 from salsa_optax._src.transform import ScaleBySalsaState
@@ -49,7 +50,7 @@ DEFAULT_OPTIMIZERS = {
     "mnist1d_cnn": "salsa,prodigy,dadapt_adamw,adam,salsa_x2,salsa_x4,salsa_c03,salsa_c02",
     "fashion_resnet": "salsa,prodigy",
 }
-COMMITTED = os.path.join(quality.RESULTS_DIR, "quality_cpu_steps.npz")
+COMMITTED = os.path.join(str(provenance.RESULTS_DIR), "quality_cpu_steps.npz")
 BATCHNORM_TASKS = {"fashion_resnet"}  # every conv kernel feeds a BatchNorm
 CHECKPOINTS = (10, 50, 100, 200, 500, 1000, 1500, 2000, 2580, 6000)
 
@@ -96,7 +97,7 @@ def bn_kernels(params):
 
 
 def make_step(ctx, tx, post_scale, b1=0.9, b2=0.999, eps=1e-8):
-    base_step = quality.make_train_step(ctx.task, ctx.graphdef, tx)
+    base_step = harness.make_train_step(ctx.task, ctx.graphdef, tx)
 
     def step(carry, train, indices):
         params, rest, _, key, step = carry
@@ -133,7 +134,7 @@ def make_step(ctx, tx, post_scale, b1=0.9, b2=0.999, eps=1e-8):
                 "eff_lr_length": used * ratio,  # every step as long as a skipped one
             }
         else:
-            d = quality._tree_get(state, "estim_lr")
+            d = harness.tree_get(state, "estim_lr")
             row["eff_lr"] = d if d is not None else jnp.asarray(TUNED_ADAM[ctx.task.name])
         if ctx.task.name in BATCHNORM_TASKS:
             kernels, new_kernels = bn_kernels(params), bn_kernels(new_params)
@@ -154,10 +155,10 @@ def run_one(ctx, name, seed, compiled):
     if name not in compiled:
         compiled[name] = make_step(ctx, tx, post_scale)
     step = compiled[name]
-    model = quality.split_model(ctx.task, seed)
+    model = context.split_model(ctx.task, seed)
     carry = (model.params, model.rest, tx.init(model.params), jax.random.key(seed), 0)
     carry = jax.tree.map(lambda x: jnp.copy(jnp.asarray(x)), carry)
-    indices = jnp.asarray(quality.batch_indices(ctx.train_size, ctx.batch_size, ctx.steps, seed))
+    indices = jnp.asarray(context.batch_indices(ctx.train_size, ctx.batch_size, ctx.steps, seed))
     tic = time.perf_counter()
     rows = []
     for _ in range(ctx.steps):
@@ -407,13 +408,13 @@ def main(argv=None):
     parser.add_argument("--optimizers", default=None, help="comma-separated; default per task")
     parser.add_argument("--seeds", default=None, help="comma-separated (default: the task's)")
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--out", default=quality.RESULTS_DIR)
+    parser.add_argument("--out", default=str(provenance.RESULTS_DIR))
     parser.add_argument(
         "--replot", action="store_true", help="summarize and plot the saved _steps.npz again"
     )
     args = parser.parse_args(argv)
     task = get_task(args.task)
-    ctx = quality.TaskContext.build(task, "cpu", args.steps, None)
+    ctx = context.TaskContext.build(task, "cpu", args.steps, None)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else task.budgets["cpu"].seeds
     names = (args.optimizers or DEFAULT_OPTIMIZERS[args.task]).split(",")
     os.makedirs(args.out, exist_ok=True)

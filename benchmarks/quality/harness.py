@@ -26,7 +26,7 @@ CHUNK_STEPS = 250  # steps between fetching diagnostics and checking for diverge
 CURVE_POINTS = 100  # points kept per run in the JSON's curves (the .npz keeps every step)
 
 
-def _tree_get(tree, key):
+def tree_get(tree, key):
     """``optax.tree_utils.tree_get``, or None when ``key`` is absent or ambiguous."""
     try:
         return optax.tree_utils.tree_get(tree, key)
@@ -48,7 +48,7 @@ def step_diagnostics(value, grad, opt_state) -> dict[str, jax.Array]:
         "grad_norm": optax.tree_utils.tree_norm(grad),
         "grad_l1": optax.tree_utils.tree_norm(grad, ord=1),
     }
-    info = _tree_get(opt_state, "info")
+    info = tree_get(opt_state, "info")
     fields = getattr(info, "_fields", ())
     names = ("step_size", "searched", "num_evaluations", "num_backtracks", "search_outcome",
              "refreshed")  # fmt: skip
@@ -58,7 +58,7 @@ def step_diagnostics(value, grad, opt_state) -> dict[str, jax.Array]:
     if "num_linesearch_steps" in fields:
         out["num_evaluations"] = info.num_linesearch_steps
     for name in ("learning_rate", "estim_lr"):
-        leaf = _tree_get(opt_state, name)
+        leaf = tree_get(opt_state, name)
         if isinstance(leaf, jax.Array) and leaf.ndim == 0:
             out[name] = leaf
     return out
