@@ -44,6 +44,7 @@ def salsa(
     decrease_factor: Any = DEFAULTS.decrease_factor,
     increase_factor: Any = DEFAULTS.increase_factor,
     warm_start_factor: Any = DEFAULTS.warm_start_factor,
+    growth_margin: Any = DEFAULTS.growth_margin,
     max_backtracking_steps: Any = DEFAULTS.max_backtracking_steps,
     initial_learning_rate: Any = DEFAULTS.initial_learning_rate,
     max_learning_rate: Any = DEFAULTS.max_learning_rate,
@@ -96,6 +97,9 @@ def salsa(
         never; the published optimizer's is 1.1).
       warm_start_factor: until a search first rejects a trial, the step size grows by this
         factor instead (``None``: no such phase); see :func:`scale_by_salsa`.
+      growth_margin: after a search whose first trial passed with a relative Armijo margin above
+        it, the step size grows towards the one passing with this margin (``None``: no such
+        growth); see :func:`scale_by_salsa`.
       max_backtracking_steps: at most this many trial points per search.
       initial_learning_rate: the stored step size before the first step.
       max_learning_rate: cap on the proposed step size (``None``: no cap).
@@ -141,6 +145,7 @@ def salsa(
         decrease_factor=decrease_factor,
         increase_factor=increase_factor,
         warm_start_factor=warm_start_factor,
+        growth_margin=growth_margin,
         max_backtracking_steps=max_backtracking_steps,
         initial_learning_rate=initial_learning_rate,
         max_learning_rate=max_learning_rate,
@@ -160,6 +165,7 @@ def salsa_sgd(
     decrease_factor: Any = DEFAULTS.decrease_factor,
     increase_factor: Any = DEFAULTS.increase_factor,
     warm_start_factor: Any = DEFAULTS.warm_start_factor,
+    growth_margin: Any = DEFAULTS.growth_margin,
     max_backtracking_steps: Any = DEFAULTS.max_backtracking_steps,
     initial_learning_rate: Any = DEFAULTS.initial_learning_rate,
     max_learning_rate: Any = DEFAULTS.max_learning_rate,
@@ -185,6 +191,7 @@ def salsa_sgd(
         decrease_factor=decrease_factor,
         increase_factor=increase_factor,
         warm_start_factor=warm_start_factor,
+        growth_margin=growth_margin,
         max_backtracking_steps=max_backtracking_steps,
         initial_learning_rate=initial_learning_rate,
         max_learning_rate=max_learning_rate,

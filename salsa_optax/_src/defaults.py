@@ -15,6 +15,7 @@ class SearchDefaults(NamedTuple):
     decrease_factor: Any = 0.8
     increase_factor: Any = 1.0
     warm_start_factor: Any = None
+    growth_margin: Any = None
     max_backtracking_steps: Any = 100
     initial_learning_rate: Any = 1.0
     max_learning_rate: Any = None

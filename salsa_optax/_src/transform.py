@@ -19,6 +19,8 @@ from salsa_optax._src.validation import (
 
 # A value_fn whose loss at `params` differs from `value` by more than this (relative) disagrees.
 VALUE_MISMATCH_RTOL = 1e-3
+# With growth_margin, the stored step size grows at most by this factor per search.
+MAX_MARGIN_GROWTH = 2.0
 
 
 class SalsaInfo(NamedTuple):
@@ -112,6 +114,11 @@ def _check_hyperparameters(**values: Any) -> None:
             "warm_start_factor >= 1 (or None: increase_factor throughout)",
             {"optional": True},
         ),
+        "growth_margin": (
+            lambda v: v >= 0,
+            "growth_margin >= 0 (or None: no growth by margin)",
+            {"optional": True},
+        ),
         "max_backtracking_steps": (
             lambda v: v >= 1,
             "max_backtracking_steps >= 1",
@@ -158,6 +165,22 @@ def _differs(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.logical_not(jnp.abs(a - b) <= VALUE_MISMATCH_RTOL * scale)
 
 
+def _grown_by_margin(
+    step_size: jax.Array, result: armijo.SearchResult, growth_margin: Any, cap: Any
+) -> jax.Array:
+    r"""The step size to store after a search, grown when its first trial passed with room.
+
+    A first trial that passed with relative margin :math:`m` (``lhs = (1 + m) rhs``) above
+    ``growth_margin`` :math:`m_0` stores :math:`\eta \min(2, (1 + m) / (1 + m_0))`: the step
+    size rises towards the one whose test passes with margin :math:`m_0`, at most doubling per
+    search.
+    """
+    first_passed = (result.outcome == armijo.ACCEPTED) & (result.num_evaluations == 1)
+    factor = jnp.clip((1 + result.min_margin) / (1 + growth_margin), 1.0, MAX_MARGIN_GROWTH)
+    grown = jnp.minimum(step_size * factor.astype(step_size.dtype), cap)
+    return jnp.where(first_passed, grown, step_size).astype(step_size.dtype)
+
+
 def salsa_transformation(
     directions: Directions,
     *,
@@ -173,6 +196,7 @@ def salsa_transformation(
     warmup_searches: Any,
     max_search_interval: Any,
     warm_start_factor: Any = None,
+    growth_margin: Any = None,
     weight_decay: Any = 0.0,
     searched_step_along_step_direction: bool = False,
     reference_bypass: bool = False,
@@ -202,6 +226,7 @@ def salsa_transformation(
         decrease_factor=decrease_factor,
         increase_factor=increase_factor,
         warm_start_factor=warm_start_factor,
+        growth_margin=growth_margin,
         max_backtracking_steps=max_backtracking_steps,
         initial_learning_rate=initial_learning_rate,
         max_learning_rate=max_learning_rate,
@@ -331,8 +356,11 @@ def salsa_transformation(
                 lambda: _differs(loss_and_aux(params)[0].astype(dtype), value),
                 lambda: jnp.asarray(False),
             )
+            step_size = result.step_size
+            if growth_margin is not None:
+                step_size = _grown_by_margin(step_size, result, growth_margin, cap)
             fast, slow = search_frequency.update_averages(
-                state.learning_rate_fast, state.learning_rate_slow, result.step_size
+                state.learning_rate_fast, state.learning_rate_slow, step_size
             )
             accepted = (result.outcome == armijo.ACCEPTED) | (
                 result.outcome == armijo.ZERO_DECREASE
@@ -340,7 +368,7 @@ def salsa_transformation(
             num_evaluations = result.num_evaluations + exhausted.astype(jnp.int32)
             num_backtracks = result.num_evaluations - accepted.astype(jnp.int32)
             new_scalars = scalars._replace(
-                learning_rate=result.step_size,
+                learning_rate=step_size,
                 avg_decrease=result.avg_decrease,
                 avg_slope=avg_slope,
                 learning_rate_fast=fast,
@@ -448,6 +476,7 @@ def scale_by_salsa(
     decrease_factor: Any = DEFAULTS.decrease_factor,
     increase_factor: Any = DEFAULTS.increase_factor,
     warm_start_factor: Any = DEFAULTS.warm_start_factor,
+    growth_margin: Any = DEFAULTS.growth_margin,
     max_backtracking_steps: Any = DEFAULTS.max_backtracking_steps,
     initial_learning_rate: Any = DEFAULTS.initial_learning_rate,
     max_learning_rate: Any = DEFAULTS.max_learning_rate,
@@ -493,6 +522,10 @@ def scale_by_salsa(
     warm_start_factor: until a search first rejects a trial, the stored step size grows by this
       factor at each step instead of ``increase_factor``: with a small ``initial_learning_rate``
       the step size climbs from below to the edge of acceptance (``None``: no such phase).
+    growth_margin: :math:`m_0`: after a search whose first trial passed with relative Armijo
+      margin :math:`m > m_0` (``lhs = (1 + m) rhs``), store :math:`\eta \min(2, (1+m)/(1+m_0))`,
+      so the step size can rise again towards the one that passes with margin :math:`m_0`
+      (``None``: no such growth).
     max_backtracking_steps: at most this many trial points per search.
     initial_learning_rate: the stored step size before the first step.
     max_learning_rate: cap on the proposed step size (``None``: no cap).
@@ -548,6 +581,7 @@ def scale_by_salsa(
         decrease_factor=decrease_factor,
         increase_factor=increase_factor,
         warm_start_factor=warm_start_factor,
+        growth_margin=growth_margin,
         max_backtracking_steps=max_backtracking_steps,
         initial_learning_rate=initial_learning_rate,
         max_learning_rate=max_learning_rate,
