@@ -63,3 +63,23 @@ def test_the_published_growth_applies_from_the_first_step():
 def test_warm_start_factor_is_checked(factor):
     with pytest.raises((ValueError, TypeError), match="warm_start_factor"):
         salsa_optax.salsa(warm_start_factor=factor)
+
+
+def test_a_schedule_after_the_search_scales_the_step_not_what_the_search_tests():
+    """chain(salsa(), scale_by_schedule(s)): the update is s(t) times salsa()'s; the search, its
+    trial points and its stored step size are those of salsa() alone."""
+    decay = salsa_optax.linear_decay_schedule(1.0, total_steps=8, warmup_steps=2)
+    plain = salsa_optax.salsa()
+    scheduled = optax.chain(salsa_optax.salsa(), optax.scale_by_schedule(decay))
+    params = jnp.array([0.3, -0.2, 1.0, 0.5])
+    value, grad = jax.value_and_grad(_mse)(params, X, Y)
+    kwargs = {"value": value, "grad": grad, "value_fn": _mse, "x": X, "y": Y}
+    plain_state, scheduled_state = plain.init(params), scheduled.init(params)
+    for t in range(8):  # the same point and batch every step: the states must stay equal
+        plain_updates, plain_state = plain.update(grad, plain_state, params, **kwargs)
+        updates, scheduled_state = scheduled.update(grad, scheduled_state, params, **kwargs)
+        np.testing.assert_allclose(updates, float(decay(t)) * plain_updates, rtol=1e-6)
+        assert float(optax.tree.get(scheduled_state, "learning_rate")) == float(
+            plain_state.learning_rate
+        )
+    assert float(decay(0)) == 0.5 and float(decay(7)) < 0.2  # warm-up, then decay

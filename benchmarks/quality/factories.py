@@ -1,5 +1,6 @@
 """Optimizers that optax has under no single name, built for the registry."""
 
+import importlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -44,3 +45,32 @@ def refined_adam(learning_rate: float, total_steps: int, prior: Mapping[str, np.
 
     table = salsa_optax.refine_schedule(prior["grad_l1"], ord=1)
     return optax.adam(salsa_optax.refined_schedule(learning_rate, table, total_steps))
+
+
+def linearly_decayed(target: str, total_steps: int, **kwargs):
+    """``target`` (``"module:name"``) with every update multiplied by a linear decay to zero.
+
+    The same schedule knowledge for every optimizer: for a line search it scales the searched
+    step, for Adam or Prodigy it is their learning rate times the decay.
+    """
+    import salsa_optax
+
+    module, name = target.split(":")
+    factory = getattr(importlib.import_module(module), name)
+    decay = salsa_optax.linear_decay_schedule(1.0, total_steps)
+    return optax.chain(factory(**kwargs), optax.scale_by_schedule(decay))
+
+
+def salsa_linear(total_steps: int, **kwargs):
+    """``salsa_optax.salsa`` with its searched step multiplied by a linear decay to zero."""
+    return linearly_decayed("salsa_optax:salsa", total_steps, **kwargs)
+
+
+def prodigy_linear(total_steps: int, **kwargs):
+    """``optax.contrib.prodigy`` with a linear decay to zero (its learning rate times it)."""
+    return linearly_decayed("optax.contrib:prodigy", total_steps, **kwargs)
+
+
+def dadapt_linear(total_steps: int, **kwargs):
+    """``optax.contrib.dadapt_adamw`` with a linear decay to zero."""
+    return linearly_decayed("optax.contrib:dadapt_adamw", total_steps, **kwargs)

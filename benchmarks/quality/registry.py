@@ -12,9 +12,12 @@ import optax
 from benchmarks.quality.factories import (
     adam_backtracking_linesearch,
     adam_linear_decay,
+    dadapt_linear,
     eg_adam,
     mechanized_adam,
+    prodigy_linear,
     refined_adam,
+    salsa_linear,
 )
 
 
@@ -86,6 +89,11 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "layerwise_adamw": Optimizer("salsa_optax:layerwise_curvature_adamw", group="related"),
     "layerwise_sgd": Optimizer("salsa_optax:layerwise_curvature_sgd", group="related"),
     "adam_linear": Optimizer(adam_linear_decay, grid={"learning_rate": ADAM_GRID}, group="related"),
+    # The learning-rate-free optimizers given a linear decay to zero over the run (total steps
+    # known), as `adam_linear` has: the fair race for annealing.
+    "salsa_linear": Optimizer(salsa_linear, group="annealed"),
+    "prodigy_linear": Optimizer(prodigy_linear, group="annealed"),
+    "dadapt_linear": Optimizer(dadapt_linear, group="annealed"),
     "refined_adam": Optimizer(
         refined_adam, grid={"learning_rate": ADAM_GRID}, group="related", prior="adam_linear"
     ),

@@ -24,7 +24,6 @@ import optax
 import safetensors.numpy
 from flax import nnx
 
-import salsa_optax
 from examples.bert import input_pipeline, models
 from examples.bert import tokenizer as tokenizer_lib
 from examples.common import loop, optimizers, sharding, train_step
@@ -62,24 +61,17 @@ def create_model(config: Any, num_classes: int, model_dir: str | None) -> models
 
 
 def create_optimizer(config: Any, num_steps: int) -> optax.GradientTransformationExtraArgs:
-    """``config.optimizer`` with its kwargs, its learning rate following ``config.schedule``.
+    """``config.optimizer`` with its kwargs, its updates following ``config.schedule``.
 
     ``schedule='linear'`` is the usual BERT recipe: linear warm-up over ``warmup_fraction`` of
-    the ``num_steps``, then linear decay to zero.
+    the ``num_steps``, then linear decay to zero; for a line search it multiplies the searched
+    step (the search itself tests the unscheduled one).
     """
-    learning_rate = config.learning_rate
-    if config.schedule == "linear":
-        if learning_rate is None or config.optimizer in optimizers.LINE_SEARCHES:
-            raise ValueError("schedule='linear' needs an optimizer with a learning_rate.")
-        learning_rate = salsa_optax.linear_decay_schedule(
-            learning_rate, num_steps, warmup_steps=int(config.warmup_fraction * num_steps)
-        )
-    elif config.schedule != "constant":
-        raise ValueError(f"Unknown schedule {config.schedule!r}: use 'constant' or 'linear'.")
     return optimizers.create_optimizer(
         config.optimizer,
-        learning_rate,
+        config.learning_rate,
         clip_norm=config.clip_norm,
+        schedule=optimizers.schedule_multiplier(config.schedule, num_steps, config.warmup_fraction),
         **config.optimizer_kwargs,
     )
 

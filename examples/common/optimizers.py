@@ -29,14 +29,36 @@ DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.1}
 """Learning rates used when the config leaves ``learning_rate`` unset and optax has no default."""
 
 
+SCHEDULES = ("constant", "linear")
+"""Names of :func:`schedule_multiplier`."""
+
+
+def schedule_multiplier(name: str, num_steps: int, warmup_fraction: float = 0.0):
+    """The schedule that multiplies every update, or ``None`` for ``"constant"``.
+
+    ``"linear"``: a linear warm-up over ``warmup_fraction`` of the ``num_steps``, then a linear
+    decay to zero at ``num_steps``.
+
+    >>> float(schedule_multiplier("linear", 10)(5))
+    0.5
+    """
+    if name == "constant":
+        return None
+    if name == "linear":
+        warmup_steps = int(warmup_fraction * num_steps)
+        return salsa_optax.linear_decay_schedule(1.0, num_steps, warmup_steps=warmup_steps)
+    raise ValueError(f"Unknown schedule {name!r}: use one of {', '.join(SCHEDULES)}.")
+
+
 def create_optimizer(
     name: str,
     learning_rate: float | None = None,
     *,
     clip_norm: float | None = None,
+    schedule: optax.Schedule | None = None,
     **kwargs: Any,
 ) -> optax.GradientTransformationExtraArgs:
-    """Returns the optimizer called ``name``, chained after optional gradient clipping.
+    """Returns the optimizer called ``name``, between optional clipping and a schedule.
 
     Args:
       name: one of :data:`LINE_SEARCHES`, or the name of any optax (or optax.contrib) optimizer
@@ -45,17 +67,22 @@ def create_optimizer(
         :data:`DEFAULT_LEARNING_RATES`, else optax's own default). For a line search, its initial
         step size (``initial_learning_rate``); leave it unset to keep the method's default.
       clip_norm: if set, gradients are first clipped to this global norm.
+      schedule: if set, every update is multiplied by ``schedule(step)``. For an optax optimizer
+        this is its learning rate times the schedule. For a line search the search still tests
+        the unscheduled step (its trial points and stored step size do not see the schedule):
+        a factor below 1 takes a shorter step than the one that passed the test.
       **kwargs: further keyword arguments of the optimizer (``momentum=0.9``, ``slope_rtol=0.3``).
 
     Returns:
-      ``optax.chain(*clipping, optimizer)``: a transform whose ``update`` accepts (and, for a line
-      search, needs) ``value``, ``grad`` and ``value_fn``.
+      ``optax.chain(*clipping, optimizer, *schedule)``: a transform whose ``update`` accepts
+      (and, for a line search, needs) ``value``, ``grad`` and ``value_fn``.
 
     Raises:
       ValueError: if no optimizer has this name, or one needs a learning rate that was not given.
     """
     clipping = [optax.clip_by_global_norm(clip_norm)] if clip_norm is not None else []
-    return optax.chain(*clipping, _base_optimizer(name, learning_rate, kwargs))
+    scheduling = [optax.scale_by_schedule(schedule)] if schedule is not None else []
+    return optax.chain(*clipping, _base_optimizer(name, learning_rate, kwargs), *scheduling)
 
 
 def _base_optimizer(

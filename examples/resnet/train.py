@@ -40,24 +40,28 @@ def create_model(config: Any, num_classes: int, in_channels: int) -> models.ResN
     )()
 
 
-def create_optimizer(config: Any) -> optax.GradientTransformationExtraArgs:
-    """``config.optimizer`` with ``config.learning_rate`` and ``config.optimizer_kwargs``."""
+def create_optimizer(config: Any, num_steps: int) -> optax.GradientTransformationExtraArgs:
+    """``config.optimizer`` with its learning rate and kwargs, its updates following
+    ``config.schedule`` over ``num_steps``."""
     return optimizers.create_optimizer(
         config.optimizer,
         config.learning_rate,
         clip_norm=config.clip_norm,
+        schedule=optimizers.schedule_multiplier(config.schedule, num_steps, config.warmup_fraction),
         **config.optimizer_kwargs,
     )
 
 
-def create_train_state(config: Any, train_source: Any) -> tuple[nnx.GraphDef, nnx.State]:
+def create_train_state(
+    config: Any, train_source: Any, num_steps: int
+) -> tuple[nnx.GraphDef, nnx.State]:
     """The graph definition and initial state of ``(model, optimizer)`` for the dataset."""
     model = create_model(
         config,
         input_pipeline.num_classes(train_source),
         input_pipeline.num_channels(train_source),
     )
-    optimizer = nnx.Optimizer(model, create_optimizer(config), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, create_optimizer(config, num_steps), wrt=nnx.Param)
     return nnx.split((model, optimizer))
 
 
@@ -120,7 +124,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     steps_per_epoch = len(train_source) // config.batch_size
     num_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
 
-    graphdef, state = create_train_state(config, train_source)
+    graphdef, state = create_train_state(config, train_source, num_steps)
     mesh = sharding.create_mesh()
     state = sharding.replicate(state, mesh)
     compiled = train_step.compile_steps(graphdef, train_step_fn, eval_step, mesh)

@@ -41,7 +41,7 @@ def tiny_config(**changes):
 
 def restore_final(config, workdir, source):
     """``(step, state)`` of the newest checkpoint in ``workdir``."""
-    _, template = train.create_train_state(config, source)
+    _, template = train.create_train_state(config, source, 10)
     with checkpointing.Checkpointer(os.path.join(workdir, "checkpoints")) as checkpointer:
         return checkpointer.restore(template)
 
@@ -122,7 +122,7 @@ def test_each_optimizer_lowers_the_loss_on_a_fixed_batch(name, mock_tfds):
                 augment=False,
             )
         )
-        graphdef, state = train.create_train_state(config, source)
+        graphdef, state = train.create_train_state(config, source, 10)
     mesh = sharding.create_mesh()
     counted = train_step.TraceCounter(train_step.pure_train_step(graphdef, train.train_step_fn))
     step = sharding.data_parallel_jit(counted, mesh, donate_state=True)

@@ -35,8 +35,9 @@ class Config:
     eval_batch_size: int = 128
     num_epochs: int = 1
     # Optimizer: a name of examples.common.optimizers.create_optimizer, its keyword arguments,
-    # and for optimizers with a learning rate its value and schedule ('constant', or 'linear':
-    # warm-up over warmup_fraction of the steps, then linear decay to 0).
+    # its learning rate (a line search: the initial step size), and a multiplier of every update
+    # ('constant', or 'linear': warm-up over warmup_fraction of the steps, then linear decay to
+    # 0; a line search still tests the unscheduled step).
     optimizer: str = "salsa"
     optimizer_kwargs: dict = dataclasses.field(default_factory=lambda: {"weight_decay": 0.01})
     learning_rate: float | None = None

@@ -32,6 +32,11 @@ class Config:
     learning_rate: float | None = None
     optimizer_kwargs: dict = dataclasses.field(default_factory=dict)
     clip_norm: float | None = None
+    # A multiplier of every update (examples.common.optimizers.schedule_multiplier): 'constant',
+    # or 'linear' (warm-up over warmup_fraction of the steps, then linear decay to zero). A line
+    # search still tests the unscheduled step.
+    schedule: str = "constant"
+    warmup_fraction: float = 0.0
     # Loop.
     seed: int = 0
     log_every: int = 50
