@@ -8,7 +8,7 @@ import optax
 
 from salsa_optax._src.defaults import SEARCH_DEFAULTS as DEFAULTS
 from salsa_optax._src.directions import adam_directions, gradient_direction
-from salsa_optax._src.transform import salsa_transformation
+from salsa_optax._src.transform import salsa_transformation, search_arguments
 
 _PUBLISHED_STEPS = {
     "rescale_momentum": False,
@@ -140,22 +140,10 @@ def salsa(
     return salsa_transformation(
         adam_directions(b1, b2, eps, search_with_momentum, rescale_momentum),
         name="salsa",
-        slope_rtol=slope_rtol,
-        smoothing=smoothing,
-        decrease_factor=decrease_factor,
-        increase_factor=increase_factor,
-        warm_start_factor=warm_start_factor,
-        growth_margin=growth_margin,
-        max_backtracking_steps=max_backtracking_steps,
-        initial_learning_rate=initial_learning_rate,
-        max_learning_rate=max_learning_rate,
-        adaptive_search_frequency=adaptive_search_frequency,
-        warmup_searches=warmup_searches,
-        max_search_interval=max_search_interval,
         weight_decay=weight_decay,
         searched_step_along_step_direction=searched_step_along_momentum,
         reference_bypass=reference_bypass,
-        aux_like=aux_like,
+        **search_arguments(locals()),
     )
 
 
@@ -184,21 +172,7 @@ def salsa_sgd(
       >>> tx = salsa_optax.salsa_sgd(max_learning_rate=10.0)
     """
     return salsa_transformation(
-        gradient_direction(),
-        name="salsa_sgd",
-        slope_rtol=slope_rtol,
-        smoothing=smoothing,
-        decrease_factor=decrease_factor,
-        increase_factor=increase_factor,
-        warm_start_factor=warm_start_factor,
-        growth_margin=growth_margin,
-        max_backtracking_steps=max_backtracking_steps,
-        initial_learning_rate=initial_learning_rate,
-        max_learning_rate=max_learning_rate,
-        adaptive_search_frequency=adaptive_search_frequency,
-        warmup_searches=warmup_searches,
-        max_search_interval=max_search_interval,
-        aux_like=aux_like,
+        gradient_direction(), name="salsa_sgd", **search_arguments(locals())
     )
 
 

@@ -8,6 +8,7 @@ import optax
 
 from salsa_optax._src import armijo, search_frequency
 from salsa_optax._src.defaults import SEARCH_DEFAULTS as DEFAULTS
+from salsa_optax._src.defaults import SearchDefaults
 from salsa_optax._src.directions import Directions, incoming_direction
 from salsa_optax._src.validation import (
     all_finite,
@@ -179,6 +180,17 @@ def _grown_by_margin(
     factor = jnp.clip((1 + result.min_margin) / (1 + growth_margin), 1.0, MAX_MARGIN_GROWTH)
     grown = jnp.minimum(step_size * factor.astype(step_size.dtype), cap)
     return jnp.where(first_passed, grown, step_size).astype(step_size.dtype)
+
+
+def search_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The search hyper-parameters (and ``aux_like``) among a factory's arguments, ``locals()``.
+
+    Examples:
+      >>> search_arguments({"slope_rtol": 0.3, "b1": 0.9, "aux_like": None})
+      {'slope_rtol': 0.3, 'aux_like': None}
+    """
+    names = (*SearchDefaults._fields, "aux_like")
+    return {name: value for name, value in arguments.items() if name in names}
 
 
 def salsa_transformation(
@@ -574,19 +586,5 @@ def scale_by_salsa(
     Vaswani et al., `Painless Stochastic Gradient <https://arxiv.org/abs/1905.09997>`_, 2019.
   """
     return salsa_transformation(
-        incoming_direction(),
-        name="scale_by_salsa",
-        slope_rtol=slope_rtol,
-        smoothing=smoothing,
-        decrease_factor=decrease_factor,
-        increase_factor=increase_factor,
-        warm_start_factor=warm_start_factor,
-        growth_margin=growth_margin,
-        max_backtracking_steps=max_backtracking_steps,
-        initial_learning_rate=initial_learning_rate,
-        max_learning_rate=max_learning_rate,
-        adaptive_search_frequency=adaptive_search_frequency,
-        warmup_searches=warmup_searches,
-        max_search_interval=max_search_interval,
-        aux_like=aux_like,
+        incoming_direction(), name="scale_by_salsa", **search_arguments(locals())
     )
