@@ -35,13 +35,6 @@ def main(argv: list[str] | None = None) -> None:
         if not pathlib.Path(f"salsa_optax/_src/{module}.py").is_file():
             parser.error(f"no module salsa_optax/_src/{module}.py")
 
-    costs = {module: run.run_module(module, args.max_children) for module in args.modules}
-    verdicts = run.verdicts()
-    equivalent = report.load_equivalent()
-    rows = [
-        report.summarise(module, verdicts, equivalent, run.PACKAGE) | costs[module]._asdict()
-        for module in args.modules
-    ]
     header = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(),
@@ -49,8 +42,17 @@ def main(argv: list[str] | None = None) -> None:
         "mutmut": importlib.metadata.version("mutmut"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "mutation.json").write_text(json.dumps(header | {"modules": rows}, indent=2) + "\n")
-    (args.out / "mutation.md").write_text(report.markdown(header, rows))
+    equivalent = report.load_equivalent()
+    rows = []
+    # Rewritten after each module, so that an interrupted run keeps the modules it finished.
+    for module in args.modules:
+        cost = run.run_module(module, args.max_children)
+        row = report.summarise(module, run.verdicts(), equivalent, run.PACKAGE)
+        rows.append(row | cost._asdict())
+        (args.out / "mutation.json").write_text(
+            json.dumps(header | {"modules": rows}, indent=2) + "\n"
+        )
+        (args.out / "mutation.md").write_text(report.markdown(header, rows))
     print(report.markdown(header, rows))
 
 

@@ -258,7 +258,7 @@ def refined_schedule(base_lr: Any, table: Any, total_steps: int) -> optax.Schedu
             "table must be a 1-D array of at least 2 finite, non-negative values: pass the "
             "output of refine_schedule."
         )
-    values = jnp.asarray(table, jnp.float32)
+    values = jnp.asarray(table)
     fractions = jnp.linspace(0.0, 1.0, table.size)
 
     def schedule(count):
