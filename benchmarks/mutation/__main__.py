@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         "mutmut": importlib.metadata.version("mutmut"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    run.fresh_working_copy()
     equivalent = report.load_equivalent()
     rows = []
     # Rewritten after each module, so that an interrupted run keeps the modules it finished.

@@ -1,8 +1,10 @@
 """Runs mutmut on one module of ``salsa_optax/_src`` at a time and reads back every verdict."""
 
 import os
+import pathlib
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +30,14 @@ class ModuleRun(NamedTuple):
 
     wall_seconds: float
     cpu_seconds: float
+
+
+def fresh_working_copy() -> None:
+    """Empties mutants/ but for the compilation cache: mutmut's cached test-to-function map goes
+    stale when the sources change (every mutant then reads "no tests"), so each run rebuilds it."""
+    for path in pathlib.Path("mutants").glob("*"):
+        if path.name != pathlib.Path(ENV["JAX_COMPILATION_CACHE_DIR"]).name:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def run_module(module: str, max_children: int) -> ModuleRun:
