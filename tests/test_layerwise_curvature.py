@@ -381,3 +381,69 @@ def _logistic_regression():
         w = w - np.linalg.solve(xs.T @ (xs * (p * (1 - p))[:, None]), xs.T @ (p - ys))
     optimum = float(loss(jnp.asarray(w, jnp.float32), jnp.arange(512)))
     return x.shape[1], loss, optimum
+
+
+def _alias_reference(alias, kwargs, steps=2):
+    """The aliases' update, from their docstrings, in float64: exact curvatures, no smoothing."""
+    hessian = {k: np.asarray(v, np.float64) for k, v in _CURVATURES.items()}
+    w = {k: np.asarray(v, np.float64) for k, v in _params().items()}
+    m = {k: np.zeros_like(v) for k, v in w.items()}
+    v = {k: np.zeros_like(x) for k, x in w.items()}
+    decayed = kwargs.get("mask", {k: True for k in w})
+    for t in range(1, steps + 1):
+        g = {k: hessian[k] * w[k] for k in w}
+        for k in w:
+            if alias == "sgd":
+                m[k] = kwargs["momentum"] * m[k] + g[k]
+                d, factor = -m[k], 1 - kwargs["momentum"]
+            else:
+                b1, b2 = kwargs["b1"], kwargs["b2"]
+                m[k] = b1 * m[k] + (1 - b1) * g[k]
+                v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
+                adam = (m[k] / (1 - b1**t)) / (np.sqrt(v[k] / (1 - b2**t)) + kwargs["eps"])
+                d = -(adam + kwargs["weight_decay"] * w[k] * decayed[k])
+                factor = 1 - b1
+            alpha = np.clip(-np.vdot(g[k], d) / np.vdot(d, hessian[k] * d), 0, 10.0)
+            w[k] = w[k] + factor * alpha * d
+    return w
+
+
+@pytest.mark.parametrize(
+    "alias, kwargs",
+    [
+        ("sgd", {"momentum": 0.6}),
+        (
+            "adamw",
+            {
+                "b1": 0.7,
+                "b2": 0.8,
+                "eps": 0.5,
+                "weight_decay": 0.3,
+                "mask": {"a": True, "b": False},
+            },
+        ),
+        ("adamw", {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4}),  # the defaults
+    ],
+    ids=["sgd", "adamw", "adamw_defaults"],
+)
+def test_alias_steps_match_their_formula(alias, kwargs):
+    factory = {"sgd": lc.layerwise_curvature_sgd, "adamw": lc.layerwise_curvature_adamw}[alias]
+    defaults = kwargs == {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4}
+    tx = factory(**({} if defaults else kwargs), smoothing=0.0, estimator="exact")
+    params, state = _params(), tx.init(_params())
+    step = jax.jit(lambda p, s: _cond_step(tx, p, s, True))
+    for _ in range(2):
+        params, state = step(params, state)
+    chex.assert_trees_all_close(params, _alias_reference(alias, kwargs), rtol=1e-4, atol=1e-6)
+
+
+def test_default_step_sizes_seed_and_bounds():
+    # Leaf "n" has negative curvature: it keeps the initial step size, 0 by default.
+    loss = lambda p: -jnp.sum(p["n"] ** 2) + 1e-4 * jnp.sum(p["f"] ** 2) + jnp.sum(p["f"])
+    params = {"n": jnp.ones(2), "f": jnp.ones(2)}
+    direction = {"n": -jnp.ones(2), "f": -jnp.ones(2)}
+    tx = lc.scale_by_layerwise_curvature()
+    _, state = jax.jit(lambda s: _update(tx, direction, s, params, loss=loss))(tx.init(params))
+    chex.assert_trees_all_close(state.learning_rate, {"n": 0.0, "f": 10.0})
+    seeded = lc.scale_by_layerwise_curvature(seed=0).init(params)
+    chex.assert_trees_all_equal(tx.init(params).key, seeded.key)
