@@ -1,6 +1,8 @@
 """Tests of the layer-wise curvature step sizes."""
 
 import itertools
+import math
+import re
 
 import chex
 import jax
@@ -72,16 +74,27 @@ def test_rademacher_probe_is_unbiased_on_coupled_blocks():
     assert not np.allclose(probes[0]["x"], exact["x"])  # single probes carry cross terms
 
 
-def test_safeguards():
-    # Leaf "n" has negative curvature, "u" an ascent direction, "f" almost no curvature.
+@pytest.mark.parametrize("estimator", ["exact", "rademacher"])
+def test_safeguards(estimator):
+    # Leaf "n" has negative curvature, "z" none at all (a linear loss), "u" an ascent direction,
+    # "f" almost no curvature.
     def loss(p):
-        return -jnp.sum(p["n"] ** 2) + jnp.sum(p["u"] ** 2) + jnp.sum(1e-3 * p["f"] ** 2 + p["f"])
+        return (
+            -jnp.sum(p["n"] ** 2)
+            + jnp.sum(p["z"])
+            + jnp.sum(p["u"] ** 2)
+            + jnp.sum(1e-3 * p["f"] ** 2 + p["f"])
+        )
 
-    params = {"n": jnp.ones(2), "u": jnp.ones(2), "f": jnp.ones(2)}
-    direction = {"n": -jnp.ones(2), "u": jnp.ones(2), "f": -jnp.ones(2)}
-    tx = lc.scale_by_layerwise_curvature(initial_learning_rate=0.3, max_learning_rate=5.0)
+    params = {"n": jnp.ones(2), "z": jnp.ones(2), "u": jnp.ones(2), "f": jnp.ones(2)}
+    direction = {"n": -jnp.ones(2), "z": -jnp.ones(2), "u": jnp.ones(2), "f": -jnp.ones(2)}
+    tx = lc.scale_by_layerwise_curvature(
+        initial_learning_rate=0.3, max_learning_rate=5.0, estimator=estimator
+    )
     _, state = jax.jit(lambda s: _update(tx, direction, s, params, loss=loss))(tx.init(params))
-    chex.assert_trees_all_close(state.learning_rate, {"n": 0.3, "u": 0.0, "f": 5.0})
+    chex.assert_trees_all_close(state.learning_rate, {"n": 0.3, "z": 0.3, "u": 0.0, "f": 5.0})
+    chex.assert_trees_all_close(state.info.curvature["z"], 0.0)
+    chex.assert_trees_all_close(state.info.numerator, {"n": 0.0, "z": 2.0, "u": 0.0, "f": 2.004})
 
 
 def test_damping_adds_curvature_along_the_direction():
@@ -135,23 +148,94 @@ def test_missing_value_fn_says_how_to_call():
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "kwargs, message",
     [
-        ({"smoothing": 1.0}, "smoothing"),
-        ({"damping": -1.0}, "damping"),
-        ({"max_learning_rate": 0.0}, "max_learning_rate"),
-        ({"initial_learning_rate": 20.0}, "initial_learning_rate"),
-        ({"refresh_every": 0}, "refresh_every"),
-        ({"refresh_every": 1.5}, "refresh_every"),
-        ({"estimator": "hutchinson"}, "estimator"),
+        ({"smoothing": 1.0}, "smoothing=1.0 is out of range: it must satisfy 0 <= smoothing < 1."),
+        (
+            {"smoothing": -0.1},
+            "smoothing=-0.1 is out of range: it must satisfy 0 <= smoothing < 1.",
+        ),
+        ({"damping": -1.0}, "damping=-1.0 is out of range: it must satisfy 0 <= damping < inf."),
+        (
+            {"max_learning_rate": 0.0},
+            "max_learning_rate=0.0 is out of range: it must satisfy 0 < max_learning_rate < inf.",
+        ),
+        (
+            {"initial_learning_rate": -1.0},
+            "initial_learning_rate=-1.0 is out of range: it must satisfy 0 <= "
+            "initial_learning_rate < inf (0: no step until a positive curvature is measured).",
+        ),
+        (
+            {"initial_learning_rate": 20.0},
+            "initial_learning_rate=20.0 exceeds max_learning_rate=10.0: lower it or raise the "
+            "maximum.",
+        ),
+        (
+            {"refresh_every": 0},
+            "refresh_every=0 is out of range: it must satisfy refresh_every is an integer >= 1.",
+        ),
+        (
+            {"refresh_every": 1.5},
+            "refresh_every=1.5 is out of range: it must satisfy refresh_every is an integer >= 1.",
+        ),
+        ({"seed": -1}, "seed=-1 is out of range: it must satisfy seed is an integer >= 0."),
+        ({"seed": 0.5}, "seed=0.5 is out of range: it must satisfy seed is an integer >= 0."),
+        (
+            {"estimator": "hutchinson"},
+            "estimator='hutchinson' must be one of ('rademacher', 'exact').",
+        ),
     ],
 )
-def test_bad_hyperparameters_raise(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_hyperparameters_raise_naming_the_argument_and_range(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         lc.scale_by_layerwise_curvature(**kwargs)
 
 
-def test_non_finite_inputs_leave_params_and_state_alone():
+_NUMERIC = ["smoothing", "damping", "initial_learning_rate", "max_learning_rate", "refresh_every"]
+
+
+@pytest.mark.parametrize("name", _NUMERIC)
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_hyperparameters_raise(name, value):
+    with pytest.raises(ValueError, match=f"^{name}=.* is out of range"):
+        lc.scale_by_layerwise_curvature(**{name: value})
+
+
+@pytest.mark.parametrize(
+    "factory, name, value, requirement",
+    [
+        ("sgd", "momentum", 1.0, "0 <= momentum < 1"),
+        ("sgd", "momentum", -0.5, "0 <= momentum < 1"),
+        ("adamw", "b1", 1.0, "0 <= b1 < 1"),
+        ("adamw", "b2", math.nan, "0 <= b2 < 1"),
+        ("adamw", "eps", 0.0, "0 < eps < inf"),
+        ("adamw", "weight_decay", -1e-4, "0 <= weight_decay < inf"),
+        ("adamw", "weight_decay", math.inf, "0 <= weight_decay < inf"),
+        ("adamw", "smoothing", 1.0, "0 <= smoothing < 1"),
+    ],
+)
+def test_aliases_check_their_own_hyperparameters(factory, name, value, requirement):
+    factory = {"sgd": lc.layerwise_curvature_sgd, "adamw": lc.layerwise_curvature_adamw}[factory]
+    message = f"{name}={value!r} is out of range: it must satisfy {requirement}."
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        factory(**{name: value})
+
+
+def test_bounds_accept_their_edges_and_traced_values_pass():
+    lc.scale_by_layerwise_curvature(
+        smoothing=0.0, damping=0.0, initial_learning_rate=1.0, max_learning_rate=1.0, seed=0
+    )
+    lc.layerwise_curvature_adamw(b1=0.0, b2=0.0, weight_decay=0.0, refresh_every=3.0)
+    names = [*_NUMERIC, "seed"]
+    jax.jit(
+        lambda *values: lc.scale_by_layerwise_curvature(
+            **dict(zip(names, values, strict=True))
+        ).init(jnp.ones(2))
+    )(*(jnp.array(-1) for _ in names))
+
+
+@pytest.mark.parametrize("poisoned", ["value", "grad", "updates", "updates_one_leaf"])
+def test_each_non_finite_input_alone_leaves_params_and_state_alone(poisoned):
     tx = lc.scale_by_layerwise_curvature(initial_learning_rate=0.1)
     params = _params()
     state = tx.init(params)
@@ -163,8 +247,14 @@ def test_non_finite_inputs_leave_params_and_state_alone():
     grad = jax.grad(_quadratic)(params)
     direction = optax.tree.scale(-1.0, grad)
     _, state = update(direction, grad, state, 1.0)
-    bad_grad = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(jnp.inf), grad)
-    for d, g, value in [(direction, bad_grad, 1.0), (direction, grad, jnp.nan)]:
+    poison = lambda tree, value: jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(value), tree)
+    d, g, value = {
+        "value": (direction, grad, jnp.nan),
+        "grad": (direction, poison(grad, jnp.inf), 1.0),
+        "updates": (poison(direction, jnp.nan), grad, 1.0),
+        "updates_one_leaf": ({**direction, "b": direction["b"].at[1, 1].set(-jnp.inf)}, grad, 1.0),
+    }[poisoned]
+    for _ in range(2):
         updates, new_state = update(d, g, state, value)
         chex.assert_trees_all_equal(updates, optax.tree.zeros_like(params))
         assert (
@@ -227,33 +317,53 @@ def _cond_step(tx, params, state, take):
     return optax.apply_updates(params, updates), new_state
 
 
-def test_inject_hyperparams_matches_fixed_hyperparameters():
-    kwargs = dict(momentum=0.9, smoothing=0.5, refresh_every=2)
+@pytest.mark.parametrize(
+    "factory, kwargs",
+    [
+        (lc.layerwise_curvature_sgd, dict(momentum=0.9, smoothing=0.5, refresh_every=2)),
+        (lc.layerwise_curvature_adamw, dict(b1=0.8, weight_decay=0.1, damping=0.5, seed=3)),
+        (lc.scale_by_layerwise_curvature, dict(initial_learning_rate=0.2, max_learning_rate=2.0)),
+    ],
+)
+def test_inject_hyperparams_matches_fixed_hyperparameters(factory, kwargs):
     outputs = []
-    for tx in (
-        lc.layerwise_curvature_sgd(**kwargs),
-        optax.inject_hyperparams(lc.layerwise_curvature_sgd)(**kwargs),
-    ):
+    for tx in (factory(**kwargs), optax.inject_hyperparams(factory)(**kwargs)):
         params, state = _params(), tx.init(_params())
         step = jax.jit(lambda p, s, tx=tx: _cond_step(tx, p, s, True))
         for _ in range(3):
             params, state = step(params, state)
         outputs.append(params)
-    chex.assert_trees_all_close(*outputs, rtol=1e-6)
+    chex.assert_trees_all_close(*outputs, rtol=1e-5)
 
 
-def test_bfloat16_params_keep_dtypes_under_cond():
-    tx = lc.layerwise_curvature_adamw()
-    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), _params())
-    state = tx.init(params)
+@pytest.mark.parametrize("alias", ["sgd", "adamw"])
+def test_bfloat16_params_keep_dtypes_under_cond_and_follow_the_float32_run(alias):
+    tx = {
+        "sgd": lc.layerwise_curvature_sgd(momentum=0.5, estimator="exact"),
+        "adamw": lc.layerwise_curvature_adamw(estimator="exact"),
+    }[alias]
     step = jax.jit(lambda p, s, take: _cond_step(tx, p, s, take))
-    for take in (True, False, True):
-        new_params, new_state = step(params, state, take)
-        chex.assert_trees_all_equal_dtypes(new_params, params)
-        chex.assert_trees_all_equal_dtypes(new_state, state)
-        params, state = new_params, new_state
-    assert optax.tree_utils.tree_get(state, "learning_rate")["a"].dtype == jnp.float32
-    assert int(optax.tree_utils.tree_get(state, "num_refreshes")) == 2
+    runs = {}
+    for dtype in (jnp.bfloat16, jnp.float32):
+        params = jax.tree.map(lambda p, dtype=dtype: p.astype(dtype), _params())
+        state = tx.init(params)
+        for take in (True, False, True):
+            new_params, new_state = step(params, state, take)
+            chex.assert_trees_all_equal_dtypes(new_params, params)
+            chex.assert_trees_all_equal_dtypes(new_state, state)
+            params, state = new_params, new_state
+        runs[dtype] = params, state
+    (low, low_state), (high, high_state) = runs[jnp.bfloat16], runs[jnp.float32]
+    rates = optax.tree_utils.tree_get(low_state, "learning_rate")
+    assert rates["a"].dtype == jnp.float32
+    assert int(optax.tree_utils.tree_get(low_state, "num_refreshes")) == 2
+    chex.assert_trees_all_close(
+        rates, optax.tree_utils.tree_get(high_state, "learning_rate"), rtol=3e-2
+    )
+    chex.assert_trees_all_close(
+        jax.tree.map(lambda x: x.astype(jnp.float32), low), high, rtol=3e-2, atol=3e-2
+    )
+    assert not np.allclose(high["a"], _params()["a"], atol=0.1)  # the run moved
 
 
 def _logistic_regression():
@@ -271,3 +381,69 @@ def _logistic_regression():
         w = w - np.linalg.solve(xs.T @ (xs * (p * (1 - p))[:, None]), xs.T @ (p - ys))
     optimum = float(loss(jnp.asarray(w, jnp.float32), jnp.arange(512)))
     return x.shape[1], loss, optimum
+
+
+def _alias_reference(alias, kwargs, steps=2):
+    """The aliases' update, from their docstrings, in float64: exact curvatures, no smoothing."""
+    hessian = {k: np.asarray(v, np.float64) for k, v in _CURVATURES.items()}
+    w = {k: np.asarray(v, np.float64) for k, v in _params().items()}
+    m = {k: np.zeros_like(v) for k, v in w.items()}
+    v = {k: np.zeros_like(x) for k, x in w.items()}
+    decayed = kwargs.get("mask", {k: True for k in w})
+    for t in range(1, steps + 1):
+        g = {k: hessian[k] * w[k] for k in w}
+        for k in w:
+            if alias == "sgd":
+                m[k] = kwargs["momentum"] * m[k] + g[k]
+                d, factor = -m[k], 1 - kwargs["momentum"]
+            else:
+                b1, b2 = kwargs["b1"], kwargs["b2"]
+                m[k] = b1 * m[k] + (1 - b1) * g[k]
+                v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
+                adam = (m[k] / (1 - b1**t)) / (np.sqrt(v[k] / (1 - b2**t)) + kwargs["eps"])
+                d = -(adam + kwargs["weight_decay"] * w[k] * decayed[k])
+                factor = 1 - b1
+            alpha = np.clip(-np.vdot(g[k], d) / np.vdot(d, hessian[k] * d), 0, 10.0)
+            w[k] = w[k] + factor * alpha * d
+    return w
+
+
+@pytest.mark.parametrize(
+    "alias, kwargs",
+    [
+        ("sgd", {"momentum": 0.6}),
+        (
+            "adamw",
+            {
+                "b1": 0.7,
+                "b2": 0.8,
+                "eps": 0.5,
+                "weight_decay": 0.3,
+                "mask": {"a": True, "b": False},
+            },
+        ),
+        ("adamw", {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4}),  # the defaults
+    ],
+    ids=["sgd", "adamw", "adamw_defaults"],
+)
+def test_alias_steps_match_their_formula(alias, kwargs):
+    factory = {"sgd": lc.layerwise_curvature_sgd, "adamw": lc.layerwise_curvature_adamw}[alias]
+    defaults = kwargs == {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4}
+    tx = factory(**({} if defaults else kwargs), smoothing=0.0, estimator="exact")
+    params, state = _params(), tx.init(_params())
+    step = jax.jit(lambda p, s: _cond_step(tx, p, s, True))
+    for _ in range(2):
+        params, state = step(params, state)
+    chex.assert_trees_all_close(params, _alias_reference(alias, kwargs), rtol=1e-4, atol=1e-6)
+
+
+def test_default_step_sizes_seed_and_bounds():
+    # Leaf "n" has negative curvature: it keeps the initial step size, 0 by default.
+    loss = lambda p: -jnp.sum(p["n"] ** 2) + 1e-4 * jnp.sum(p["f"] ** 2) + jnp.sum(p["f"])
+    params = {"n": jnp.ones(2), "f": jnp.ones(2)}
+    direction = {"n": -jnp.ones(2), "f": -jnp.ones(2)}
+    tx = lc.scale_by_layerwise_curvature()
+    _, state = jax.jit(lambda s: _update(tx, direction, s, params, loss=loss))(tx.init(params))
+    chex.assert_trees_all_close(state.learning_rate, {"n": 0.0, "f": 10.0})
+    seeded = lc.scale_by_layerwise_curvature(seed=0).init(params)
+    chex.assert_trees_all_equal(tx.init(params).key, seeded.key)

@@ -1,5 +1,8 @@
 """Tests of the linear-decay and refined schedules and of gradient-norm logging."""
 
+import math
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -32,6 +35,12 @@ def _reference_refinement(norms, p, grid, tau=0.1):
     return schedule / np.max(schedule)
 
 
+_TABLE_MESSAGE = (
+    "table must be a 1-D array of at least 2 finite, non-negative values: pass the output of "
+    "refine_schedule."
+)
+
+
 class TestLinearDecay:
     def test_no_warmup_is_one_minus_t_over_total(self):
         schedule = schedules.linear_decay_schedule(0.3, total_steps=20)
@@ -50,19 +59,57 @@ class TestLinearDecay:
         schedule = schedules.linear_decay_schedule(jnp.array(0.5), total_steps=10)
         assert float(jax.jit(schedule)(jnp.array(5))) == pytest.approx(0.25)
 
+    def test_one_step_warmup_and_one_step_run(self):
+        schedule = schedules.linear_decay_schedule(1.0, total_steps=5, warmup_steps=1)
+        np.testing.assert_allclose([schedule(t) for t in range(6)], [1, 1, 0.75, 0.5, 0.25, 0])
+        single = schedules.linear_decay_schedule(0.5, total_steps=1)
+        np.testing.assert_allclose([single(0), single(1)], [0.5, 0.0])
+
     @pytest.mark.parametrize(
-        "kwargs, match",
+        "peak, kwargs, message",
         [
-            ({"total_steps": 0}, "total_steps"),
-            ({"total_steps": 10, "warmup_steps": 10}, "warmup_steps"),
-            ({"total_steps": 10, "warmup_steps": -1}, "warmup_steps"),
-            ({"total_steps": 10.5}, "total_steps"),
-            ({"total_steps": 10, "exponent": 0.0}, "exponent"),
+            (1.0, {"total_steps": 0}, "total_steps=0 must be an integer >= 1."),
+            (1.0, {"total_steps": 10.5}, "total_steps=10.5 must be an integer >= 1."),
+            (
+                1.0,
+                {"total_steps": 10, "warmup_steps": -1},
+                "warmup_steps=-1 must be an integer >= 0.",
+            ),
+            (
+                1.0,
+                {"total_steps": 10, "warmup_steps": 10},
+                "warmup_steps=10 must be smaller than total_steps=10: shorten the warm-up or "
+                "train for longer.",
+            ),
+            (
+                1.0,
+                {"total_steps": 10, "exponent": 0.0},
+                "exponent=0.0 is out of range: it must satisfy 0 < exponent < inf.",
+            ),
+            (
+                1.0,
+                {"total_steps": 10, "exponent": math.inf},
+                "exponent=inf is out of range: it must satisfy 0 < exponent < inf.",
+            ),
+            (
+                0.0,
+                {"total_steps": 10},
+                "peak_value=0.0 is out of range: it must satisfy 0 < peak_value < inf.",
+            ),
+            (
+                math.nan,
+                {"total_steps": 10},
+                "peak_value=nan is out of range: it must satisfy 0 < peak_value < inf.",
+            ),
         ],
     )
-    def test_bad_arguments_raise(self, kwargs, match):
-        with pytest.raises(ValueError, match=match):
-            schedules.linear_decay_schedule(1.0, **kwargs)
+    def test_bad_arguments_raise_naming_the_argument_and_range(self, peak, kwargs, message):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            schedules.linear_decay_schedule(peak, **kwargs)
+
+    def test_traced_peak_passes(self):
+        rate = jax.jit(lambda peak: schedules.linear_decay_schedule(peak, 4)(2))(jnp.array(2.0))
+        assert float(rate) == pytest.approx(1.0)
 
 
 class TestRecordGradNorm:
@@ -87,8 +134,40 @@ class TestRecordGradNorm:
         expected = np.linalg.norm(np.asarray(grads, np.float32))
         assert float(new_state.info.grad_norm) == pytest.approx(expected, rel=1e-6)
 
+    def test_the_log_has_the_precision_of_the_params_not_of_the_x64_default(self):
+        with jax.enable_x64(True):
+            for dtype in (jnp.float32, jnp.float64):
+                tx = schedules.record_grad_norm(ord=1)
+                params = jnp.zeros(3, dtype)
+                state = tx.init(params)
+                _, state = tx.update(jnp.array([1.0, -2.0, 1e-9], dtype), state, params)
+                assert state.info.grad_norm.dtype == dtype
+                expected = 3.0 + 1e-9 if dtype == jnp.float64 else 3.0
+                assert float(state.info.grad_norm) == pytest.approx(expected, rel=1e-15)
+
+    @pytest.mark.parametrize("ord", [1, 2])
+    def test_inject_hyperparams_with_static_ord(self, ord):
+        tx = optax.chain(
+            optax.inject_hyperparams(schedules.record_grad_norm, static_args="ord")(ord=ord),
+            optax.sgd(0.1),
+        )
+        params = jnp.zeros(2)
+        _, state = jax.jit(tx.update)(jnp.array([3.0, -4.0]), tx.init(params), params)
+        assert float(optax.tree_utils.tree_get(state, "grad_norm")) == {1: 7.0, 2: 5.0}[ord]
+
+    def test_traced_ord_says_to_make_it_static(self):
+        tx = optax.inject_hyperparams(schedules.record_grad_norm)(ord=2)
+        params = jnp.zeros(2)
+        message = (
+            "ord selects the norm and cannot be traced: under optax.inject_hyperparams, pass "
+            "static_args='ord'."
+        )
+        with pytest.raises(TypeError, match=f"^{re.escape(message)}"):
+            jax.jit(tx.update)(params, tx.init(params), params)
+
     def test_bad_ord_raises(self):
-        with pytest.raises(ValueError, match="ord"):
+        message = "ord=3 must be 2 (SGD-type optimizers) or 1 (Adam-type)."
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             schedules.record_grad_norm(ord=3)
 
 
@@ -122,6 +201,17 @@ class TestRefineSchedule:
         assert table[0] == pytest.approx(1.0)
         assert np.all(table[850:999] < linear[850:999])
 
+    def test_float32_norms_are_refined_in_float64(self):
+        norms = (1 + np.exp(-np.arange(400) / 50) + 0.1 * np.sin(np.arange(400))).astype(np.float32)
+        table = schedules.refine_schedule(norms, ord=2, grid=500)
+        reference = _reference_refinement(norms.astype(np.float64), 2, 500)
+        assert table.dtype == np.float64
+        np.testing.assert_allclose(table, reference, rtol=1e-13)
+
+    def test_smallest_accepted_log_grid_and_window(self):
+        table = schedules.refine_schedule(np.full(6, 2.0), ord=1, tau=1.0, grid=2)
+        np.testing.assert_allclose(table, [1.0, 0.0])
+
     def test_non_finite_entries_are_dropped(self):
         norms = np.full(100, 2.0)
         norms[[5, 50]] = [np.nan, np.inf]
@@ -130,17 +220,31 @@ class TestRefineSchedule:
         )
 
     @pytest.mark.parametrize(
-        "norms, kwargs, match",
+        "norms, kwargs, message",
         [
-            (np.ones(5), {"ord": 2}, "at least 6 finite"),
-            (np.ones((10, 2)), {"ord": 2}, "1-D"),
-            (np.ones(10), {"ord": 3}, "ord"),
-            (np.ones(10), {"ord": 2, "tau": 0.0}, "tau"),
-            (np.ones(10), {"ord": 2, "grid": 1}, "grid"),
+            (
+                np.ones(5),
+                {"ord": 2},
+                "norms needs at least 6 finite entries (the first and last 2 are dropped): log "
+                "the gradient norm on more steps.",
+            ),
+            (np.ones((10, 2)), {"ord": 2}, "norms must be a 1-D sequence, got shape (10, 2)."),
+            (np.ones(10), {"ord": 3}, "ord=3 must be 2 (SGD-type optimizers) or 1 (Adam-type)."),
+            (
+                np.ones(10),
+                {"ord": 2, "tau": 0.0},
+                "tau=0.0 must satisfy 0 < tau <= 1 (a fraction of the run).",
+            ),
+            (
+                np.ones(10),
+                {"ord": 2, "tau": 1.5},
+                "tau=1.5 must satisfy 0 < tau <= 1 (a fraction of the run).",
+            ),
+            (np.ones(10), {"ord": 2, "grid": 1}, "grid=1 must be an integer >= 2."),
         ],
     )
-    def test_bad_arguments_raise(self, norms, kwargs, match):
-        with pytest.raises(ValueError, match=match):
+    def test_bad_arguments_raise(self, norms, kwargs, message):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             schedules.refine_schedule(norms, **kwargs)
 
 
@@ -176,17 +280,34 @@ class TestRefinedSchedule:
         np.testing.assert_allclose(rates, [0.5, 0.375, 0.25, 0.125], atol=1e-7)
 
     @pytest.mark.parametrize(
-        "table, total_steps",
+        "base_lr, table, total_steps, message",
         [
-            (np.array([1.0]), 10),
-            (np.array([1.0, np.nan]), 10),
-            (np.array([1.0, -0.1]), 10),
-            (np.array([1.0, 0.0]), 0),
+            (0.1, np.array([1.0]), 10, _TABLE_MESSAGE),
+            (0.1, np.array([1.0, np.nan]), 10, _TABLE_MESSAGE),
+            (0.1, np.array([1.0, -0.1]), 10, _TABLE_MESSAGE),
+            (0.1, np.ones((2, 2)), 10, _TABLE_MESSAGE),
+            (0.1, np.array([1.0, 0.0]), 0, "total_steps=0 must be an integer >= 1."),
+            (
+                -0.1,
+                np.array([1.0, 0.0]),
+                10,
+                "base_lr=-0.1 is out of range: it must satisfy 0 < base_lr < inf.",
+            ),
+            (
+                math.inf,
+                np.array([1.0, 0.0]),
+                10,
+                "base_lr=inf is out of range: it must satisfy 0 < base_lr < inf.",
+            ),
         ],
     )
-    def test_bad_arguments_raise(self, table, total_steps):
-        with pytest.raises(ValueError):
-            schedules.refined_schedule(0.1, table, total_steps)
+    def test_bad_arguments_raise(self, base_lr, table, total_steps, message):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            schedules.refined_schedule(base_lr, table, total_steps)
+
+    def test_one_step_run(self):
+        schedule = schedules.refined_schedule(0.5, np.array([1.0, 0.0]), total_steps=1)
+        np.testing.assert_allclose([schedule(0), schedule(1)], [0.5, 0.0])
 
 
 def test_two_run_refinement_converges_on_logistic_regression():

@@ -23,10 +23,10 @@ def mechanized_adam(learning_rate: float = 1e-3, **kwargs):
 
 
 def eg_adam(learning_rate: float = 1e-3, **kwargs):
-    """Exponentiated-gradient step-size adaptation (Amid et al., 2022) around Adam."""
+    """Exponentiated-gradient step-size adaptation (Amid et al., 2022) after Adam."""
     import salsa_optax
 
-    return salsa_optax.scale_by_eg_step_size(inner=optax.adam(learning_rate), **kwargs)
+    return optax.chain(optax.adam(learning_rate), salsa_optax.scale_by_eg_step_size(**kwargs))
 
 
 def adam_linear_decay(learning_rate: float, total_steps: int, warmup_fraction: float = 0.0):

@@ -1,5 +1,6 @@
 """Step-size adaptation by exponentiated-gradient updates (Amid et al., 2022)."""
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -21,8 +22,8 @@ class EGStepSizeInfo(NamedTuple):
     Attributes:
       alignment: the signal :math:`a` that moved the scale (a scalar, or one per parameter leaf
         with ``scale_granularity="per_leaf"``).
-      num_nonfinite_skipped: steps skipped so far because the gradient or the inner update was
-        not finite (int32).
+      num_nonfinite_skipped: steps skipped so far because the incoming updates were not finite
+        (int32).
     """
 
     alignment: Any
@@ -34,13 +35,12 @@ class ScaleByEGStepSizeState(NamedTuple):
 
     Attributes:
       count: steps taken (int32).
-      grad_ema: :math:`\\bar g`, the moving average of the incoming updates (params-shaped).
+      grad_ema: :math:`\\bar d`, the moving average of the incoming updates (params-shaped).
       gains: :math:`p`, the per-coordinate gains (params-shaped, at least float32).
       velocity: :math:`h`, the update before the scale (params-shaped).
       scale: :math:`s`, the step-size scale (a scalar, or one per leaf; at least float32).
       learning_rate: :math:`\\eta s`, the effective step size of the last step (same shape as
         ``scale``).
-      inner_state: the state of the inner transform.
       info: an :class:`EGStepSizeInfo`.
     """
 
@@ -50,12 +50,10 @@ class ScaleByEGStepSizeState(NamedTuple):
     velocity: optax.Updates
     scale: Any
     learning_rate: Any
-    inner_state: optax.OptState
     info: EGStepSizeInfo
 
 
 def scale_by_eg_step_size(
-    inner: optax.GradientTransformation | None = None,
     *,
     learning_rate: optax.ScalarOrSchedule = 1.0,
     momentum: Any = 0.0,
@@ -75,36 +73,35 @@ def scale_by_eg_step_size(
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adapts a global step-size scale and per-coordinate gains by exponentiated gradient.
 
-    The incoming updates :math:`g_t` are in gradient form (as for
-    ``optax.scale_by_learning_rate``); the output is in update form. With :math:`b_t = \eta\,
-    B(g_t)`, :math:`B` the inner transform (by default :math:`B(g) = -g`, i.e. SGD), each step
+    The incoming updates :math:`d_t` are a direction in update (descent) form, the output of a
+    full optimizer: ``optax.sgd(1.0)`` gives :math:`d_t = -g_t`. Each step
 
     .. math::
       s &\leftarrow \mathrm{clip}\big(s \exp(\eta_s\, a_t),\ s_{\min}, s_{\max}\big), \qquad
-      a_t = \cos(-g_t, h) \\
-      p &\leftarrow \mathrm{clip}\big(p \odot \exp(\eta_p \operatorname{sign}(g_t) \odot
-      \operatorname{sign}(\bar g)),\ p_{\min}, p_{\max}\big) \\
-      h &\leftarrow \mu h + p \odot b_t, \qquad
-      \bar g \leftarrow \beta \bar g + (1 - \beta) g_t, \qquad u_t = s\, h
+      a_t = \cos(d_t, h) \\
+      p &\leftarrow \mathrm{clip}\big(p \odot \exp(\eta_p \operatorname{sign}(d_t) \odot
+      \operatorname{sign}(\bar d)),\ p_{\min}, p_{\max}\big) \\
+      h &\leftarrow \mu h + \eta\, p \odot d_t, \qquad
+      \bar d \leftarrow \beta \bar d + (1 - \beta) d_t, \qquad u_t = s\, h
 
-    (old :math:`h` and :math:`\bar g` on the right of the first two lines). The scale grows while
-    the gradient keeps pointing along the previous update (steps too short) and shrinks when it
-    turns against it (overshoot); each gain does the same per coordinate with the gradient average.
-    With ``use_directions=False`` the scale signal is the raw :math:`\langle -g_t, h \rangle`; with
-    ``use_signs=False`` the gain signal is :math:`g_t \odot \bar g / (1 - \beta^{\max(t-1, 1)})`.
-    :math:`\cos(x, y) = \langle x, y\rangle / ((\|x\| + 10^{-10})(\|y\| + 10^{-10}))`.
+    (old :math:`h` and :math:`\bar d` on the right of the first two lines). The scale grows while
+    the direction keeps pointing along the previous update (steps too short) and shrinks when it
+    turns against it (overshoot); each gain does the same per coordinate with the direction's
+    average. With ``use_directions=False`` the scale signal is the raw :math:`\langle d_t, h
+    \rangle`; with ``use_signs=False`` the gain signal is :math:`d_t \odot \bar d / (1 -
+    \beta^{\max(t-1, 1)})`. :math:`\cos(x, y) = \langle x, y\rangle / ((\|x\| + 10^{-10})(\|y\| +
+    10^{-10}))`. After ``optax.sgd(1.0)`` every signal equals the reference's, written with
+    :math:`-g_t` (both factors of each product change sign); after another optimizer the signals
+    follow that optimizer's direction.
 
-    A step whose incoming updates or inner update are not finite returns zero updates and leaves
-    the state unchanged, except ``info.num_nonfinite_skipped``.
+    A step whose incoming updates are not finite returns zero updates and leaves the state
+    unchanged, except ``info.num_nonfinite_skipped``.
 
     Args:
-      inner: the base optimizer :math:`B`, called on the incoming updates with the extra
-        arguments; ``None`` for the negated gradient (SGD). Its update includes its own learning
-        rate, so leave ``learning_rate`` at 1 when giving one, and ``momentum`` at 0 when it has
-        momentum of its own.
-      learning_rate: :math:`\eta`, multiplying the inner update (a number or a schedule).
-      momentum: :math:`\mu`.
-      beta: :math:`\beta`, the decay of the gradient average.
+      learning_rate: :math:`\eta`, multiplying the incoming updates (a number or a schedule).
+        Leave it at 1 after an optimizer with its own learning rate.
+      momentum: :math:`\mu`; leave it at 0 after an optimizer with momentum of its own.
+      beta: :math:`\beta`, the decay of the average direction.
       gain_learning_rate: :math:`\eta_p`.
       scale_learning_rate: :math:`\eta_s`.
       initial_gain: :math:`p_0`.
@@ -117,12 +114,12 @@ def scale_by_eg_step_size(
       use_signs: use only the signs of the gain signal.
       scale_granularity: ``"global"`` for one scale (the paper), ``"per_leaf"`` for one per
         parameter leaf (the reference implementation's per-tensor scale).
-      scale_signal: ``"previous_update"`` aligns :math:`-g_t` with the velocity :math:`h` (the
-        reference); ``"gradient_ema"`` aligns :math:`g_t` with the gradient average
-        :math:`\bar g`.
+      scale_signal: ``"previous_update"`` aligns :math:`d_t` with the velocity :math:`h` (the
+        reference); ``"gradient_ema"`` aligns :math:`d_t` with the average direction
+        :math:`\bar d`.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs``; extra arguments are passed to ``inner``.
+      An ``optax.GradientTransformationExtraArgs``; it needs no extra arguments.
 
     Examples:
       >>> import jax
@@ -130,7 +127,8 @@ def scale_by_eg_step_size(
       >>> import optax
       >>> from salsa_optax import scale_by_eg_step_size
       >>> def f(x): return jnp.sum((x - 1.0) ** 2)
-      >>> solver = scale_by_eg_step_size(learning_rate=0.1, momentum=0.5)
+      >>> solver = optax.chain(
+      ...     optax.sgd(1.0), scale_by_eg_step_size(learning_rate=0.1, momentum=0.5))
       >>> params = jnp.zeros(3)
       >>> state = solver.init(params)
       >>> for _ in range(30):
@@ -140,16 +138,16 @@ def scale_by_eg_step_size(
       >>> print(f"loss {f(params):.0e}, step size {step_size:.4f}")
       loss 2e-09, step size 0.1009
 
-      Wrapping Adam (its own learning rate and momentum), with one scale per leaf:
+      After Adam (its own learning rate and momentum), with one scale per leaf:
 
-      >>> solver = scale_by_eg_step_size(optax.adam(1e-3), scale_granularity="per_leaf")
+      >>> solver = optax.chain(
+      ...     optax.adam(1e-3), scale_by_eg_step_size(scale_granularity="per_leaf"))
 
     References:
       Amid, Anil, Fifty, Warmuth, `Step-size Adaptation Using Exponentiated Gradient Updates
       <https://arxiv.org/abs/2202.00145>`_, 2022
     """
     _check_hyperparameters(locals())
-    inner = optax.with_extra_args_support(optax.scale(-1.0) if inner is None else inner)
     per_leaf = scale_granularity == "per_leaf"
 
     def init_fn(params):
@@ -164,7 +162,6 @@ def scale_by_eg_step_size(
             velocity=optax.tree.zeros_like(params),
             scale=scale,
             learning_rate=jax.tree.map(lambda s: s * _value(learning_rate, 0), scale),
-            inner_state=inner.init(params),
             info=EGStepSizeInfo(
                 alignment=jax.tree.map(jnp.zeros_like, scale),
                 num_nonfinite_skipped=jnp.zeros((), jnp.int32),
@@ -172,15 +169,11 @@ def scale_by_eg_step_size(
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        inner_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
+        del params, extra_args
         count = optax.safe_increment(state.count)
         eta = _value(learning_rate, state.count)
 
-        reference = (
-            optax.tree.scale(-1.0, state.velocity)
-            if scale_signal == "previous_update"
-            else state.grad_ema
-        )
+        reference = state.velocity if scale_signal == "previous_update" else state.grad_ema
         if per_leaf:
             alignment = jax.tree.map(_alignment(use_directions), updates, reference)
         else:
@@ -193,11 +186,11 @@ def scale_by_eg_step_size(
 
         if use_signs:
             gain_signal = jax.tree.map(
-                lambda g, m: jnp.sign(g) * jnp.sign(m), updates, state.grad_ema
+                lambda d, m: jnp.sign(d) * jnp.sign(m), updates, state.grad_ema
             )
         else:
             debias = 1 - beta ** jnp.maximum(count - 1, 1)
-            gain_signal = jax.tree.map(lambda g, m: g * m / debias, updates, state.grad_ema)
+            gain_signal = jax.tree.map(lambda d, m: d * m / debias, updates, state.grad_ema)
         gains = jax.tree.map(
             lambda p, x: jnp.clip(p * jnp.exp(gain_learning_rate * x), min_gain, max_gain),
             state.gains,
@@ -205,7 +198,7 @@ def scale_by_eg_step_size(
         )
 
         velocity = jax.tree.map(
-            lambda h, p, b: momentum * h + p * eta * b, state.velocity, gains, inner_updates
+            lambda h, p, d: momentum * h + p * eta * d, state.velocity, gains, updates
         )
         scales = scale if per_leaf else jax.tree.map(lambda _: scale, velocity)
         new_updates = jax.tree.map(lambda s, h: s * h, scales, velocity)
@@ -217,10 +210,9 @@ def scale_by_eg_step_size(
             velocity=velocity,
             scale=scale,
             learning_rate=jax.tree.map(lambda s: eta * s, scale),
-            inner_state=inner_state,
             info=EGStepSizeInfo(alignment, state.info.num_nonfinite_skipped),
         )
-        finite = jnp.asarray(validation.all_finite(updates) & validation.all_finite(inner_updates))
+        finite = validation.all_finite(updates)
         new_state = optax.tree.where(finite, candidate, state)
         new_state = new_state._replace(
             info=new_state.info._replace(
@@ -258,7 +250,8 @@ def egdd(
       h \leftarrow \mu h - \eta\, p \odot g_t, \qquad w \leftarrow w + s\, h
 
     with :math:`s` and :math:`p` adapted as in :func:`scale_by_eg_step_size` (whose arguments
-    these are). The defaults are those of the reference implementation.
+    these are): ``chain(scale(-1), scale_by_eg_step_size(...))``. The defaults are those of the
+    reference implementation.
 
     Args:
       learning_rate: :math:`\eta` (a number or a schedule).
@@ -297,31 +290,34 @@ def egdd(
       Amid, Anil, Fifty, Warmuth, `Step-size Adaptation Using Exponentiated Gradient Updates
       <https://arxiv.org/abs/2202.00145>`_, 2022
     """
-    return scale_by_eg_step_size(
-        learning_rate=learning_rate,
-        momentum=momentum,
-        beta=beta,
-        gain_learning_rate=gain_learning_rate,
-        scale_learning_rate=scale_learning_rate,
-        initial_gain=initial_gain,
-        min_gain=min_gain,
-        max_gain=max_gain,
-        initial_scale=initial_scale,
-        min_scale=min_scale,
-        max_scale=max_scale,
-        use_directions=use_directions,
-        use_signs=use_signs,
-        scale_granularity=scale_granularity,
+    return optax.chain(
+        optax.scale(-1.0),
+        scale_by_eg_step_size(
+            learning_rate=learning_rate,
+            momentum=momentum,
+            beta=beta,
+            gain_learning_rate=gain_learning_rate,
+            scale_learning_rate=scale_learning_rate,
+            initial_gain=initial_gain,
+            min_gain=min_gain,
+            max_gain=max_gain,
+            initial_scale=initial_scale,
+            min_scale=min_scale,
+            max_scale=max_scale,
+            use_directions=use_directions,
+            use_signs=use_signs,
+            scale_granularity=scale_granularity,
+        ),
     )
 
 
 def _alignment(use_directions: bool):
-    """``(g, r) -> <g, r>``, divided by both norms (each plus 1e-10) with ``use_directions``."""
+    """``(d, r) -> <d, r>``, divided by both norms (each plus 1e-10) with ``use_directions``."""
 
-    def alignment(g, r):
-        dot = optax.tree.vdot(g, r)
+    def alignment(d, r):
+        dot = optax.tree.vdot(d, r)
         if use_directions:
-            dot = dot / ((optax.tree.norm(g) + _NORM_EPS) * (optax.tree.norm(r) + _NORM_EPS))
+            dot = dot / ((optax.tree.norm(d) + _NORM_EPS) * (optax.tree.norm(r) + _NORM_EPS))
         return dot
 
     return alignment
@@ -345,18 +341,31 @@ def _check_hyperparameters(hyperparameters: dict[str, Any]) -> None:
         )
     if h["scale_signal"] not in _SCALE_SIGNALS:
         raise ValueError(f"scale_signal={h['scale_signal']!r} must be one of {_SCALE_SIGNALS}.")
+    for name in ("use_directions", "use_signs"):
+        if not isinstance(h[name], bool):
+            raise TypeError(f"{name}={h[name]!r} must be True or False.")
     check = validation.check_hyperparameter
     if not callable(h["learning_rate"]):
-        check("learning_rate", h["learning_rate"], lambda x: x > 0, "learning_rate > 0")
+        check(
+            "learning_rate",
+            h["learning_rate"],
+            lambda x: 0 < x < math.inf,
+            "0 < learning_rate < inf",
+        )
     check("momentum", h["momentum"], lambda x: 0 <= x < 1, "0 <= momentum < 1")
     check("beta", h["beta"], lambda x: 0 <= x < 1, "0 <= beta < 1")
     for name in ("gain_learning_rate", "scale_learning_rate"):
-        check(name, h[name], lambda x: x >= 0, f"{name} >= 0 (0 freezes it)")
+        check(name, h[name], lambda x: 0 <= x < math.inf, f"0 <= {name} < inf (0 freezes it)")
     for kind in ("gain", "scale"):
+        for bound in ("min", "initial", "max"):
+            name = f"{bound}_{kind}"
+            check(
+                name,
+                h[name],
+                lambda x: 0 < x < math.inf,
+                f"0 < {name} < inf (EG is multiplicative)",
+            )
         low, start, high = (h[f"min_{kind}"], h[f"initial_{kind}"], h[f"max_{kind}"])
-        check(
-            f"min_{kind}", low, lambda x: x > 0, f"min_{kind} > 0 (EG updates are multiplicative)"
-        )
         if not any(isinstance(x, jax.core.Tracer) for x in (low, start, high)) and not (
             low <= start <= high
         ):

@@ -6,11 +6,13 @@ AdamW). The curvature along the direction comes from Hessian-vector products on 
 """
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from salsa_optax._src import validation
@@ -134,7 +136,7 @@ def scale_by_layerwise_curvature(
       Deep Learning <https://arxiv.org/abs/2305.13664>`_, 2023
     """
     _check_hyperparameters(
-        smoothing, damping, initial_learning_rate, max_learning_rate, refresh_every, estimator
+        smoothing, damping, initial_learning_rate, max_learning_rate, refresh_every, estimator, seed
     )
 
     def init_fn(params):
@@ -232,7 +234,7 @@ def layerwise_curvature_sgd(
     steps overshoot by that factor (on a small MLP they diverge).
 
     Args:
-      momentum: :math:`\mu`.
+      momentum: :math:`\mu`, in :math:`[0, 1)`.
       nesterov: use Nesterov momentum.
       smoothing: decay of the curvature moving averages.
       damping: added curvature per unit squared length of the direction.
@@ -265,6 +267,7 @@ def layerwise_curvature_sgd(
       >>> bool(loss(params) < 1e-6)
       True
     """
+    _check_decay("momentum", momentum)
     return optax.chain(
         optax.trace(decay=momentum, nesterov=nesterov),
         optax.scale(-1.0),
@@ -341,6 +344,12 @@ def layerwise_curvature_adamw(
       >>> bool(loss(params) < 0.1)   # from 3.0
       True
     """
+    _check_decay("b1", b1)
+    _check_decay("b2", b2)
+    validation.check_hyperparameter("eps", eps, lambda x: 0 < x < math.inf, "0 < eps < inf")
+    validation.check_hyperparameter(
+        "weight_decay", weight_decay, lambda x: 0 <= x < math.inf, "0 <= weight_decay < inf"
+    )
     return optax.chain(
         optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
         optax.add_decayed_weights(weight_decay, mask),
@@ -420,19 +429,24 @@ def _stat(value: Any, dtype: Any) -> jax.Array:
 
 
 def _check_hyperparameters(
-    smoothing, damping, initial_learning_rate, max_learning_rate, refresh_every, estimator
+    smoothing, damping, initial_learning_rate, max_learning_rate, refresh_every, estimator, seed
 ) -> None:
     if estimator not in _ESTIMATORS:
         raise ValueError(f"estimator={estimator!r} must be one of {_ESTIMATORS}.")
     check = validation.check_hyperparameter
     check("smoothing", smoothing, lambda x: 0 <= x < 1, "0 <= smoothing < 1")
-    check("damping", damping, lambda x: x >= 0, "damping >= 0")
-    check("max_learning_rate", max_learning_rate, lambda x: x > 0, "max_learning_rate > 0")
+    check("damping", damping, lambda x: 0 <= x < math.inf, "0 <= damping < inf")
+    check(
+        "max_learning_rate",
+        max_learning_rate,
+        lambda x: 0 < x < math.inf,
+        "0 < max_learning_rate < inf",
+    )
     check(
         "initial_learning_rate",
         initial_learning_rate,
-        lambda x: x >= 0,
-        "initial_learning_rate >= 0 (0: no step until a positive curvature is measured)",
+        lambda x: 0 <= x < math.inf,
+        "0 <= initial_learning_rate < inf (0: no step until a positive curvature is measured)",
     )
     concrete = not any(
         isinstance(x, jax.core.Tracer) for x in (initial_learning_rate, max_learning_rate)
@@ -442,9 +456,19 @@ def _check_hyperparameters(
             f"initial_learning_rate={initial_learning_rate!r} exceeds "
             f"max_learning_rate={max_learning_rate!r}: lower it or raise the maximum."
         )
-    check(
-        "refresh_every",
-        refresh_every,
-        lambda x: x >= 1 and float(x).is_integer(),
-        "refresh_every is an integer >= 1",
-    )
+    for name, value in (("refresh_every", refresh_every), ("seed", seed)):
+        minimum = 1 if name == "refresh_every" else 0
+        check(
+            name,
+            value,
+            lambda x, minimum=minimum: _is_integer(x) and x >= minimum,
+            f"{name} is an integer >= {minimum}",
+        )
+
+
+def _check_decay(name: str, value: Any) -> None:
+    validation.check_hyperparameter(name, value, lambda x: 0 <= x < 1, f"0 <= {name} < 1")
+
+
+def _is_integer(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) or (isinstance(x, float) and x.is_integer())

@@ -10,6 +10,7 @@ a schedule computed offline from the gradient norms logged during an earlier run
    by a small sweep.
 """
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -48,10 +49,10 @@ def linear_decay_schedule(
     wasted at a zero learning rate.
 
     Args:
-      peak_value: the peak learning rate (a number or a scalar array).
+      peak_value: the peak learning rate, positive and finite (a number or a scalar array).
       total_steps: :math:`T`, the number of training steps; the rate reaches 0 at step :math:`T`.
       warmup_steps: :math:`W`, the length of the linear warm-up (0 for none).
-      exponent: :math:`q`; 1 is linear decay, larger values anneal faster early on.
+      exponent: :math:`q > 0`; 1 is linear decay, larger values anneal faster early on.
 
     Returns:
       An ``optax.Schedule`` mapping a step count to a learning rate.
@@ -75,7 +76,10 @@ def linear_decay_schedule(
             f"warmup_steps={warmup_steps} must be smaller than total_steps={total_steps}: "
             "shorten the warm-up or train for longer."
         )
-    validation.check_hyperparameter("exponent", exponent, lambda q: q > 0, "exponent > 0")
+    _check_rate("peak_value", peak_value)
+    validation.check_hyperparameter(
+        "exponent", exponent, lambda q: 0 < q < math.inf, "0 < exponent < inf"
+    )
     decay = optax.polynomial_schedule(
         init_value=peak_value,
         end_value=0.0,
@@ -118,7 +122,8 @@ def record_grad_norm(ord: int = 2) -> optax.GradientTransformation:
 
     Args:
       ord: 2 for :math:`\|g\|_2` (SGD-type optimizers), 1 for :math:`\|g\|_1` (Adam-type,
-        coordinate-wise optimizers).
+        coordinate-wise optimizers). It picks the norm, so ``optax.inject_hyperparams`` must
+        keep it static: ``inject_hyperparams(record_grad_norm, static_args="ord")``.
 
     Returns:
       An ``optax.GradientTransformation``.
@@ -145,7 +150,7 @@ def record_grad_norm(ord: int = 2) -> optax.GradientTransformation:
         dtype = state.info.grad_norm.dtype
         # Low-precision gradients are summed in the log's precision.
         norm = optax.tree.norm(optax.tree.cast(updates, dtype), ord=ord)
-        return updates, RecordGradNormState(info=GradNormInfo(grad_norm=norm.astype(dtype)))
+        return updates, RecordGradNormState(info=GradNormInfo(grad_norm=norm))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -228,7 +233,8 @@ def refined_schedule(base_lr: Any, table: Any, total_steps: int) -> optax.Schedu
     (0 for a refined table). Use it as any optimizer's ``learning_rate``.
 
     Args:
-      base_lr: :math:`\eta_{\text{base}}`, the peak learning rate (a number or a scalar array).
+      base_lr: :math:`\eta_{\text{base}}`, the peak learning rate, positive and finite (a number
+        or a scalar array).
       table: the schedule's values at fractions :math:`0, \frac{1}{K-1}, \dots, 1` of the run.
       total_steps: :math:`T`, the number of steps of this run.
 
@@ -244,6 +250,7 @@ def refined_schedule(base_lr: Any, table: Any, total_steps: int) -> optax.Schedu
       [0.05, 0.075, 0.1, 0.05, 0.0]
       >>> optimizer = optax.adam(learning_rate=schedule)
     """
+    _check_rate("base_lr", base_lr)
     _check_steps("total_steps", total_steps, 1)
     table = np.asarray(table)
     if table.ndim != 1 or table.size < 2 or not np.all(np.isfinite(table)) or np.any(table < 0):
@@ -251,7 +258,7 @@ def refined_schedule(base_lr: Any, table: Any, total_steps: int) -> optax.Schedu
             "table must be a 1-D array of at least 2 finite, non-negative values: pass the "
             "output of refine_schedule."
         )
-    values = jnp.asarray(table, jnp.float32)
+    values = jnp.asarray(table)
     fractions = jnp.linspace(0.0, 1.0, table.size)
 
     def schedule(count):
@@ -274,7 +281,16 @@ def _median_smooth(values: np.ndarray, tau: float) -> np.ndarray:
     return ndimage.median_filter(extended, size=width, mode="nearest")[:-pad]
 
 
+def _check_rate(name: str, value: Any) -> None:
+    validation.check_hyperparameter(name, value, lambda x: 0 < x < math.inf, f"0 < {name} < inf")
+
+
 def _check_ord(ord: Any) -> None:
+    if isinstance(ord, jax.core.Tracer):
+        raise TypeError(
+            "ord selects the norm and cannot be traced: under optax.inject_hyperparams, pass "
+            "static_args='ord'."
+        )
     if ord not in (1, 2):
         raise ValueError(f"ord={ord!r} must be 2 (SGD-type optimizers) or 1 (Adam-type).")
 

@@ -1,0 +1,87 @@
+"""Per-module mutation scores, and the equivalent mutants the score leaves out."""
+
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+EQUIVALENT = Path(__file__).with_name("equivalent.toml")
+_COUNTED = ("killed", "survived", "timeout")
+
+
+def load_equivalent(path: Path = EQUIVALENT) -> dict[str, str]:
+    """Mutant name -> why it computes what the original computes (the committed list)."""
+    entries = tomllib.loads(path.read_text())
+    return {name: " ".join(entry["reason"].split()) for name, entry in entries.items()}
+
+
+def summarise(
+    module: str, verdicts: dict[str, str], equivalent: dict[str, str], package: str
+) -> dict[str, Any]:
+    """Counts of one module's verdicts; score = killed / (total - equivalent).
+
+    A listed equivalent mutant that was killed is not equivalent (or the list is stale after an
+    edit renumbered the mutants): it is counted as killed and reported under ``stale``.
+    """
+    prefix = f"{package}.{module}."
+    mine = {name: status for name, status in verdicts.items() if name.startswith(prefix)}
+    listed = {name for name in equivalent if name.startswith(prefix)}
+    stale = sorted(name for name in listed if mine.get(name, "killed") == "killed")
+    excluded = listed - set(stale)
+    counts = {status: 0 for status in (*_COUNTED, "other")}
+    for name, status in mine.items():
+        if name not in excluded:
+            counts[status if status in _COUNTED else "other"] += 1
+    scored = len(mine) - len(excluded)
+    return {
+        "module": module,
+        "total": len(mine),
+        **counts,
+        "equivalent": len(excluded),
+        "score": counts["killed"] / scored if scored else None,
+        "survivors": sorted(
+            name for name, status in mine.items() if status != "killed" and name not in excluded
+        ),
+        "equivalent_mutants": {name: equivalent[name] for name in sorted(excluded)},
+        "stale": stale,
+    }
+
+
+def markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The report: header, one table row per module, then the mutants each score leaves out."""
+    lines = [
+        "# Mutation testing",
+        "",
+        f"- date: {header['date']}",
+        f"- commit: {header['commit']}",
+        f"- command: `{header['command']}`",
+        f"- mutmut {header['mutmut']}; score = killed / (total − equivalent); a timeout counts "
+        "against the score",
+        "",
+        "| module | total | killed | survived | timeout | other | equivalent | score "
+        "| wall (s) | CPU (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        score = "n/a" if row["score"] is None else f"{100 * row['score']:.1f} %"
+        lines.append(
+            f"| `{row['module']}` | {row['total']} | {row['killed']} | {row['survived']} "
+            f"| {row['timeout']} | {row['other']} | {row['equivalent']} | {score} "
+            f"| {row['wall_seconds']:.0f} | {row['cpu_seconds']:.0f} |"
+        )
+    for row in rows:
+        lines += ["", f"## `{row['module']}`", ""]
+        lines += [f"- not killed: `{name}`" for name in row["survivors"]]
+        lines += [
+            f"- equivalent: `{name}`: {reason}"
+            for name, reason in row["equivalent_mutants"].items()
+        ]
+        lines += [f"- stale equivalent entry (killed or gone): `{name}`" for name in row["stale"]]
+        if not (row["survivors"] or row["equivalent_mutants"] or row["stale"]):
+            lines.append("Every mutant killed.")
+    lines += [
+        "",
+        "See a mutant with `mutmut show NAME`; list one as equivalent, with the reason, in "
+        "`benchmarks/mutation/equivalent.toml`.",
+    ]
+    return "\n".join(lines) + "\n"
