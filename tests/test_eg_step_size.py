@@ -317,7 +317,7 @@ _NUMERIC = [
         (
             {"scale_learning_rate": math.inf},
             (
-                "scale_learning_rate=inf is out of range: it must "
+                "scale_learning_rate=inf is not finite: it must "
                 "satisfy 0 <= scale_learning_rate < inf (0 freezes it)."
             ),
         ),
@@ -331,7 +331,7 @@ _NUMERIC = [
         (
             {"max_gain": math.inf},
             (
-                "max_gain=inf is out of range: it must satisfy 0 < "
+                "max_gain=inf is not finite: it must satisfy 0 < "
                 "max_gain < inf (EG is multiplicative)."
             ),
         ),
@@ -374,7 +374,7 @@ def test_bad_hyperparameters_raise_naming_the_argument_and_range(kwargs, message
 @pytest.mark.parametrize("name", _NUMERIC)
 @pytest.mark.parametrize("value", [math.nan, -math.inf])
 def test_non_finite_hyperparameters_raise(name, value):
-    with pytest.raises(ValueError, match=f"^{name}=.* is out of range"):
+    with pytest.raises(ValueError, match=f"^{name}=.* is (out of range|not finite)"):
         eg_step_size.scale_by_eg_step_size(**{name: value})
 
 

@@ -89,7 +89,7 @@ class TestLinearDecay:
             (
                 1.0,
                 {"total_steps": 10, "exponent": math.inf},
-                "exponent=inf is out of range: it must satisfy 0 < exponent < inf.",
+                "exponent=inf is not finite: it must satisfy 0 < exponent < inf.",
             ),
             (
                 0.0,
@@ -99,7 +99,7 @@ class TestLinearDecay:
             (
                 math.nan,
                 {"total_steps": 10},
-                "peak_value=nan is out of range: it must satisfy 0 < peak_value < inf.",
+                "peak_value=nan is not finite: it must satisfy 0 < peak_value < inf.",
             ),
         ],
     )
@@ -297,7 +297,7 @@ class TestRefinedSchedule:
                 math.inf,
                 np.array([1.0, 0.0]),
                 10,
-                "base_lr=inf is out of range: it must satisfy 0 < base_lr < inf.",
+                "base_lr=inf is not finite: it must satisfy 0 < base_lr < inf.",
             ),
         ],
     )
