@@ -68,9 +68,10 @@ def create_optimizer(
         step size (``initial_learning_rate``); leave it unset to keep the method's default.
       clip_norm: if set, gradients are first clipped to this global norm.
       schedule: if set, every update is multiplied by ``schedule(step)``. For an optax optimizer
-        this is its learning rate times the schedule. For a line search the search still tests
-        the unscheduled step (its trial points and stored step size do not see the schedule):
-        a factor below 1 takes a shorter step than the one that passed the test.
+        its learning rate becomes the rate times the schedule. For a line search the schedule
+        multiplies the searched step, chained after it: the search still tests the unscheduled
+        step (its trial points and stored step size do not see the schedule), so a factor below
+        1 takes a shorter step than the one that passed the test.
       **kwargs: further keyword arguments of the optimizer (``momentum=0.9``, ``slope_rtol=0.3``).
 
     Returns:
@@ -81,17 +82,23 @@ def create_optimizer(
       ValueError: if no optimizer has this name, or one needs a learning rate that was not given.
     """
     clipping = [optax.clip_by_global_norm(clip_norm)] if clip_norm is not None else []
-    scheduling = [optax.scale_by_schedule(schedule)] if schedule is not None else []
-    return optax.chain(*clipping, _base_optimizer(name, learning_rate, kwargs), *scheduling)
-
-
-def _base_optimizer(
-    name: str, learning_rate: float | None, kwargs: dict[str, Any]
-) -> optax.GradientTransformation:
     if name in LINE_SEARCHES:
-        if learning_rate is not None:
-            kwargs = {**kwargs, "initial_learning_rate": learning_rate}
-        return getattr(salsa_optax, name)(**kwargs)
+        scheduling = [optax.scale_by_schedule(schedule)] if schedule is not None else []
+        return optax.chain(*clipping, _line_search(name, learning_rate, kwargs), *scheduling)
+    return optax.chain(*clipping, _optax_optimizer(name, learning_rate, schedule, kwargs))
+
+
+def _line_search(
+    name: str, learning_rate: float | None, kwargs: dict[str, Any]
+) -> optax.GradientTransformationExtraArgs:
+    if learning_rate is not None:
+        kwargs = {**kwargs, "initial_learning_rate": learning_rate}
+    return getattr(salsa_optax, name)(**kwargs)
+
+
+def _optax_optimizer(
+    name: str, learning_rate: float | None, schedule: Any, kwargs: dict[str, Any]
+) -> optax.GradientTransformation:
     factory = getattr(optax, name, None) or getattr(optax.contrib, name, None)
     if not callable(factory) or "learning_rate" not in inspect.signature(factory).parameters:
         raise ValueError(
@@ -105,6 +112,10 @@ def _base_optimizer(
         if default is inspect.Parameter.empty:
             raise ValueError(f"Optimizer {name!r} needs a learning rate: set config.learning_rate.")
         learning_rate = default
+    if schedule is not None:
+        # The schedule times the rate, as the learning rate: logged as the step size it is.
+        peak = learning_rate
+        learning_rate = lambda count: peak * schedule(count)
     # Everything but the learning rate stays a Python value (booleans such as `nesterov` must).
     return optax.inject_hyperparams(factory, static_args=tuple(kwargs))(
         learning_rate=learning_rate, **kwargs

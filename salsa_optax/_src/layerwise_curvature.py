@@ -350,6 +350,9 @@ def layerwise_curvature_adamw(
     validation.check_hyperparameter(
         "weight_decay", weight_decay, lambda x: 0 <= x < math.inf, "0 <= weight_decay < inf"
     )
+    # The decays as arrays of the default float type, as optax.inject_hyperparams gives them:
+    # Adam's bias correction 1 - b2**t then rounds the same way with and without it.
+    b1, b2 = jnp.asarray(b1), jnp.asarray(b2)
     return optax.chain(
         optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
         optax.add_decayed_weights(weight_decay, mask),
