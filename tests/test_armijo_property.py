@@ -41,7 +41,7 @@ def test_salsa_accepted_step_satisfies_smoothed_armijo(objective):
     tx = salsa_optax.salsa(slope_rtol=c, smoothing=beta3)
     step = make_train_step(tx, objective)
     params, state = objective.params, tx.init(objective.params)
-    checked = 0
+    checked = backtracked = 0
     for _ in range(30):
         old_avg_decrease = state.avg_decrease
         new_params, state, value = step(params, state)
@@ -52,9 +52,15 @@ def test_salsa_accepted_step_satisfies_smoothed_armijo(objective):
             np.testing.assert_allclose(state.avg_decrease, smoothed, rtol=1e-4, atol=1e-7)
             eta = state.info.step_size
             assert smoothed >= c * eta * state.avg_slope * (1 - 1e-4)
-            # A larger step (the one tried before, unless this was the first) failed the test.
+            if int(state.info.num_backtracks) > 0:
+                # The trial before, eta / 0.8 along the same direction, failed the test.
+                before = jax.tree.map(lambda w, n: w + (n - w) / 0.8, params, new_params)
+                failed = value - objective.loss(before, objective.x, objective.y)
+                lhs = beta3 * old_avg_decrease + (1 - beta3) * failed
+                assert lhs < c * (eta / 0.8) * state.avg_slope * (1 + 1e-4)
+                backtracked += 1
         params = new_params
-    assert checked > 0
+    assert checked > 0 and backtracked > 0
 
 
 @settings(max_examples=15, deadline=None)

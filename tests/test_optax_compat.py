@@ -103,11 +103,14 @@ def test_unknown_extra_args_are_accepted():
     params = MLP.params
     state = tx.init(params)
     value, grad = jax.value_and_grad(MLP.loss)(params, MLP.x, MLP.y)
-    updates, _ = tx.update(
-      grad, state, params, value=value, grad=grad, value_fn=MLP.loss, x=MLP.x, y=MLP.y,
-      unrelated_arg="for another transform of the chain",
-  )  # fmt: skip
-    assert jax.tree.structure(updates) == jax.tree.structure(params)
+    kwargs = {"value": value, "grad": grad, "value_fn": MLP.loss, "x": MLP.x, "y": MLP.y}
+    updates, new_state = tx.update(
+        grad, state, params, **kwargs, unrelated_arg="for another transform of the chain"
+    )
+    expected_updates, expected_state = tx.update(grad, state, params, **kwargs)
+    _assert_trees_close(updates, expected_updates, rtol=0, atol=0)
+    _assert_trees_close(new_state, expected_state, rtol=0, atol=0)
+    assert bool(new_state.info.searched) and float(new_state.info.step_size) > 0
 
 
 @pytest.mark.parametrize(
@@ -149,11 +152,15 @@ def test_inject_hyperparams():
     # Hyper-parameters held as float32 arrays round differently from Python constants.
     _assert_trees_close(params_a, params_b, rtol=1e-3, atol=1e-4)
     assert float(state_a.hyperparams["slope_rtol"]) == 0.5
-    # A hyper-parameter changed between steps takes effect without a new compilation.
-    state_a.hyperparams["slope_rtol"] = jnp.asarray(0.1)
+    # A hyper-parameter changed between steps takes effect without a new compilation: the first
+    # search from the same point accepts a longer step with a smaller c.
     step = make_train_step(injected, MLP)
-    step(params_a, state_a)
+    fresh = injected.init(MLP.params)
+    _, strict, _ = step(MLP.params, fresh)
+    fresh.hyperparams["slope_rtol"] = jnp.full_like(fresh.hyperparams["slope_rtol"], 0.05)
+    _, loose, _ = step(MLP.params, fresh)
     assert step._cache_size() == 1
+    assert float(loose.inner_state.learning_rate) > float(strict.inner_state.learning_rate)
 
 
 def test_bfloat16_parameters_keep_their_dtype():
