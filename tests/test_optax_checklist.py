@@ -51,9 +51,9 @@ def sgd_then_scale_by_layerwise_curvature(smoothing=0.9, max_learning_rate=10.0)
 
 
 def adam_then_scale_by_eg_step_size(learning_rate=1e-2, beta=0.9):
-    """scale_by_eg_step_size takes gradient-form updates, as optax.scale_by_learning_rate."""
+    """scale_by_eg_step_size takes a descent direction, as scale_by_salsa does."""
     return optax.chain(
-        optax.scale_by_adam(),
+        optax.adam(learning_rate=1.0),
         salsa_optax.scale_by_eg_step_size(learning_rate=learning_rate, beta=beta),
     )
 
