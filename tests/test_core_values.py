@@ -585,3 +585,43 @@ def test_property_skipped_steps_evaluate_no_value_fn(problem):
                 np.testing.assert_array_equal(a, b)
         w, state = w + updates, new_state
     assert skipped >= 4
+
+
+def test_the_reference_bypass_is_strictly_below_its_threshold():
+    config = armijo.ArmijoConfig(0.5, 0.9, 0.8, 100, reference_bypass=True)
+    at = armijo.BYPASS_THRESHOLD
+    assert not bool(armijo.bypassed(at, 1.0, config))  # loss exactly at the threshold
+    assert not bool(armijo.bypassed(1.0, at, config))  # smoothed slope exactly at it
+    assert bool(armijo.bypassed(at / 2, 1.0, config)) and bool(armijo.bypassed(1.0, at / 2, config))
+
+
+def test_an_equal_loss_at_a_step_the_test_can_resolve_is_tested_not_accepted():
+    """f = 1e6 + 2 w^2 in float32, w = 1, eta = 0.5 lands on the mirror point -1: the decrease is
+    exactly 0, but the test asks c * eta * S = 0.5 * 0.5 * 8 = 2, far above the round-off of f
+    (0.12): rejected. eta = 0.25 lands on 0: lhs = 0.5 * 2 = 1 = rhs, an exact tie, accepted."""
+    tx = _sgd_search(
+        slope_rtol=0.5, smoothing=0.5, decrease_factor=0.5, increase_factor=1.0,
+        initial_learning_rate=0.5,
+    )  # fmt: skip
+    loss = lambda p: 1e6 + 2.0 * jnp.sum(p**2)
+    w = jnp.array([1.0], jnp.float32)
+    updates, state = _step(tx, w, loss)
+    info = _info(state)
+    assert int(info.search_outcome) == ACCEPTED
+    assert int(info.num_evaluations) == 2 and int(info.num_backtracks) == 1
+    np.testing.assert_array_equal(updates, jnp.array([-1.0]))
+
+
+def test_an_exhausted_search_keeps_the_aux_it_was_given():
+    """With aux_like, no trial passes: state.aux is the aux given to update, not a trial's."""
+    w = jnp.array([1.0, 2.0])
+    aux_like = {"probe": jax.ShapeDtypeStruct((), w.dtype)}
+    tx = salsa_optax.salsa_sgd(max_backtracking_steps=3, aux_like=aux_like)
+    value, grad = jax.value_and_grad(_sum_squares)(w)
+    never_lower = lambda p: (_sum_squares(w) + 1.0 + 0.0 * jnp.sum(p), {"probe": jnp.sum(p)})
+    _, state = tx.update(
+        grad, tx.init(w), w, value=value, grad=grad, value_fn=never_lower,
+        aux={"probe": jnp.asarray(-7.0, w.dtype)},
+    )  # fmt: skip
+    assert int(state.info.search_outcome) == EXHAUSTED
+    assert float(state.aux["probe"]) == -7.0
