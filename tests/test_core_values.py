@@ -20,8 +20,9 @@ from salsa_optax._src import armijo, search_frequency
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-# search_outcome values of the planned API.
-SKIPPED, ACCEPTED, ZERO_DECREASE, EXHAUSTED, BYPASSED, NON_DESCENT, NON_FINITE = range(7)
+SKIPPED, ACCEPTED, ZERO_DECREASE = armijo.SKIPPED, armijo.ACCEPTED, armijo.ZERO_DECREASE
+EXHAUSTED, BYPASSED = armijo.EXHAUSTED, armijo.BYPASSED
+NON_DESCENT, NON_FINITE = armijo.NON_DESCENT, armijo.NON_FINITE
 
 
 @pytest.fixture(autouse=True)
