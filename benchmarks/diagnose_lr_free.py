@@ -56,20 +56,19 @@ CHECKPOINTS = (10, 50, 100, 200, 500, 1000, 1500, 2000, 2580, 6000)
 
 
 def make_optimizer(name, task_name):
-    """``(tx, post_scale)``: the optimizer and the factor applied after salsa()'s own step."""
+    """The optimizer called ``name``."""
     if name == "adam":
-        return optax.adam(TUNED_ADAM[task_name]), 1.0
+        return optax.adam(TUNED_ADAM[task_name])
     if name == "prodigy":
-        return optax.contrib.prodigy(), 1.0
+        return optax.contrib.prodigy()
     if name == "dadapt_adamw":
-        return optax.contrib.dadapt_adamw(), 1.0
+        return optax.contrib.dadapt_adamw()
     if name == "salsa":
-        return salsa_optax.salsa(), 1.0
-    if name.startswith("salsa_x"):  # salsa_x2: a post-multiplier
-        k = float(name.removeprefix("salsa_x"))
-        return optax.chain(salsa_optax.salsa(), optax.scale(k)), k
+        return salsa_optax.salsa()
+    if name.startswith("salsa_x"):  # salsa_x2: step_multiplier = 2
+        return salsa_optax.salsa(step_multiplier=float(name.removeprefix("salsa_x")))
     if name.startswith("salsa_c"):  # salsa_c03: slope_rtol = 0.3
-        return salsa_optax.salsa(slope_rtol=float("0." + name.removeprefix("salsa_c0"))), 1.0
+        return salsa_optax.salsa(slope_rtol=float("0." + name.removeprefix("salsa_c0")))
     raise ValueError(f"unknown optimizer {name!r}")
 
 
@@ -96,7 +95,7 @@ def bn_kernels(params):
     return out
 
 
-def make_step(ctx, tx, post_scale, b1=0.9, b2=0.999, eps=1e-8):
+def make_step(ctx, tx, b1=0.9, b2=0.999, eps=1e-8):
     base_step = harness.make_train_step(ctx.task, ctx.graphdef, tx)
 
     def step(carry, train, indices):
@@ -122,7 +121,7 @@ def make_step(ctx, tx, post_scale, b1=0.9, b2=0.999, eps=1e-8):
             momentum = optax.tree.norm(jax.tree.map(jnp.multiply, precond, mu_hat))
             info = salsa_state.info
             ratio = search / momentum
-            used = info.step_size * post_scale
+            used = info.step_size
             row |= {
                 "stored": salsa_state.learning_rate,
                 "used": used,
@@ -151,9 +150,9 @@ def make_step(ctx, tx, post_scale, b1=0.9, b2=0.999, eps=1e-8):
 
 
 def run_one(ctx, name, seed, compiled):
-    tx, post_scale = make_optimizer(name, ctx.task.name)
+    tx = make_optimizer(name, ctx.task.name)
     if name not in compiled:
-        compiled[name] = make_step(ctx, tx, post_scale)
+        compiled[name] = make_step(ctx, tx)
     step = compiled[name]
     model = context.split_model(ctx.task, seed)
     carry = (model.params, model.rest, tx.init(model.params), jax.random.key(seed), 0)

@@ -102,6 +102,51 @@ def test_weight_decay_uses_the_stored_step_size_with_a_minus_sign():
     np.testing.assert_allclose(np.asarray(w + updates), expected, rtol=1e-13, atol=0)
 
 
+def test_step_multiplier_scales_the_step_not_the_decay_nor_the_search():
+    w = jnp.array([1.5, -0.75, 2.0])
+    target = w + jnp.array([10.0, -10.0, 10.0])
+    loss = lambda p: jnp.sum((p - target) ** 2)
+    decay, stored, multiplier, eps = 0.1, 0.125, 2.5, 1e-8
+    tx = salsa_optax.salsa(
+        weight_decay=decay,
+        initial_learning_rate=stored,
+        step_multiplier=multiplier,
+        eps=eps,
+        adaptive_search_frequency=False,
+    )
+    updates, state = _step(tx, w, loss)
+    assert int(_info(state).search_outcome) == ACCEPTED
+    assert int(_info(state).num_evaluations) == 1  # the search tests the stored step size
+    assert float(_get(state, "learning_rate")) == stored  # and stores it unscaled
+    np.testing.assert_allclose(float(_info(state).step_size), multiplier * stored, rtol=1e-15)
+    w64, g = np.asarray(w), np.asarray(jax.grad(loss)(w))
+    preconditioned = g / (np.abs(g) + eps)
+    expected = w64 - decay * stored * w64 - multiplier * stored * preconditioned
+    np.testing.assert_allclose(np.asarray(w + updates), expected, rtol=1e-13, atol=0)
+
+
+def test_step_multiplier_multiplies_searched_and_skipped_steps_alike():
+    loss = lambda p: jnp.sum(jnp.cosh(p - jnp.array([1.0, -2.0, 0.5])))
+    options = dict(warmup_searches=2, max_search_interval=4, initial_learning_rate=0.5)
+    plain, scaled = salsa_optax.salsa(**options), salsa_optax.salsa(step_multiplier=3.0, **options)
+    w = jnp.array([0.25, 0.5, -1.0])
+    plain_state, scaled_state = _settled(plain, w, 0.5, 0.5), _settled(scaled, w, 0.5, 0.5)
+    searched = []
+    for _ in range(12):
+        plain_updates, plain_state = _step(plain, w, loss, plain_state)
+        scaled_updates, scaled_state = _step(scaled, w, loss, scaled_state)
+        searched.append(bool(_info(plain_state).searched))
+        np.testing.assert_allclose(scaled_updates, 3.0 * plain_updates, rtol=1e-14, atol=0)
+        np.testing.assert_allclose(
+            float(_info(scaled_state).step_size), 3.0 * float(_info(plain_state).step_size)
+        )
+        assert float(_get(scaled_state, "learning_rate")) == float(
+            _get(plain_state, "learning_rate")
+        )
+        w = w + plain_updates
+    assert True in searched and False in searched  # both kinds of step were compared
+
+
 # ------------------------------------------------------------------------------------------------
 # The cap on the proposal.
 

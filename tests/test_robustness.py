@@ -230,6 +230,8 @@ def test_aux_like_without_an_aux_output_gets_an_error():
         ({"smoothing": 1j}, TypeError, "smoothing must be a real number"),
         ({"adaptive_search_frequency": 2}, ValueError, "adaptive_search_frequency"),
         ({"rescale_momentum": 1.5}, ValueError, "0 <= rescale_momentum <= 1"),
+        ({"step_multiplier": 0.0}, ValueError, "step_multiplier > 0"),
+        ({"step_multiplier": float("inf")}, ValueError, "step_multiplier=inf is not finite"),
     ],
 )
 def test_every_hyperparameter_is_checked_with_a_message_naming_it(kwargs, error, message):

@@ -74,10 +74,3 @@ def prodigy_linear(total_steps: int, **kwargs):
 def dadapt_linear(total_steps: int, **kwargs):
     """``optax.contrib.dadapt_adamw`` with a linear decay to zero."""
     return linearly_decayed("optax.contrib:dadapt_adamw", total_steps, **kwargs)
-
-
-def salsa_scaled(scale: float = 2.0, **kwargs):
-    """``salsa_optax.salsa`` whose every step moves ``scale`` times the step it chose."""
-    import salsa_optax
-
-    return optax.chain(salsa_optax.salsa(**kwargs), optax.scale(scale))

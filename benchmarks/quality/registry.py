@@ -18,7 +18,6 @@ from benchmarks.quality.factories import (
     prodigy_linear,
     refined_adam,
     salsa_linear,
-    salsa_scaled,
 )
 
 
@@ -94,7 +93,7 @@ OPTIMIZERS: dict[str, Optimizer] = {
     # known), as `adam_linear` has: the fair race for annealing.
     "salsa_linear": Optimizer(salsa_linear, group="annealed"),
     # A hypothesis of the defaults study: steps longer than the accepted one by a fixed factor.
-    "salsa_x2": Optimizer(salsa_scaled, {"scale": 2.0}, group="salsa"),
+    "salsa_x2": Optimizer("salsa_optax:salsa", {"step_multiplier": 2.0}, group="salsa"),
     "prodigy_linear": Optimizer(prodigy_linear, group="annealed"),
     "dadapt_linear": Optimizer(dadapt_linear, group="annealed"),
     "refined_adam": Optimizer(

@@ -12,6 +12,7 @@ from salsa_optax._src.transform import salsa_transformation, search_arguments
 
 _PUBLISHED_STEPS = {
     "rescale_momentum": False,
+    "step_multiplier": 1.0,
     "searched_step_along_momentum": False,
     "increase_factor": 1.1,
 }
@@ -39,6 +40,7 @@ def salsa(
     weight_decay: Any = 0.0,
     search_with_momentum: bool = False,
     rescale_momentum: Any = True,
+    step_multiplier: Any = 1.0,
     searched_step_along_momentum: bool = False,
     adaptive_search_frequency: Any = DEFAULTS.adaptive_search_frequency,
     decrease_factor: Any = DEFAULTS.decrease_factor,
@@ -88,6 +90,11 @@ def salsa(
       rescale_momentum: :math:`\rho \in [0, 1]`: a step the schedule skips moves along the
         momentum direction rescaled by :math:`(\|Pg\|/\|P\hat m\|)^\rho`; ``True`` is 1 (the
         length of the search direction), ``False`` is 0 (the published step).
+      step_multiplier: every step, searched or skipped, moves this many times the step size the
+        search accepted (or proposed); the search, its test and the stored step size do not see
+        it. With ``c = 0.5`` an accepted step lies short of the minimum of the loss along the
+        search direction, where a quadratic model puts it; ``2`` moves towards the far side of
+        that minimum, where the largest stable step of gradient descent lies.
       searched_step_along_momentum: a searched step moves along the (rescaled) momentum
         direction with the accepted step size, as a skipped step does, instead of to the accepted
         trial point on :math:`-P g` (static).
@@ -141,6 +148,7 @@ def salsa(
         adam_directions(b1, b2, eps, search_with_momentum, rescale_momentum),
         name="salsa",
         weight_decay=weight_decay,
+        step_multiplier=step_multiplier,
         searched_step_along_step_direction=searched_step_along_momentum,
         reference_bypass=reference_bypass,
         **search_arguments(locals()),

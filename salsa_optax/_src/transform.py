@@ -139,6 +139,7 @@ def _check_hyperparameters(**values: Any) -> None:
         "warmup_searches": (lambda v: v >= 0, "warmup_searches >= 0", {"integer": True}),
         "max_search_interval": (lambda v: v >= 1, "max_search_interval >= 1", {}),
         "weight_decay": (lambda v: v >= 0, "weight_decay >= 0", {}),
+        "step_multiplier": (lambda v: v > 0, "step_multiplier > 0", {}),
     }
     for name, value in values.items():
         is_valid, requirement, options = requirements[name]
@@ -210,6 +211,7 @@ def salsa_transformation(
     warm_start_factor: Any = None,
     growth_margin: Any = None,
     weight_decay: Any = 0.0,
+    step_multiplier: Any = 1.0,
     searched_step_along_step_direction: bool = False,
     reference_bypass: bool = False,
     aux_like: Any = None,
@@ -221,6 +223,8 @@ def salsa_transformation(
       name: the public name, for error messages.
       weight_decay: decoupled weight decay, scaled by the stored step size; trial points start
         from the decayed parameters.
+      step_multiplier: every step moves this many times the step size the search accepted (or,
+        on a skipped step, proposed); the search and the stored step size do not see it.
       searched_step_along_step_direction: a searched step moves along the step direction with the
         accepted step size instead of to the accepted trial point (static).
       reference_bypass: skip the search when the loss or the smoothed slope is below 1e-8, as
@@ -246,6 +250,7 @@ def salsa_transformation(
         warmup_searches=warmup_searches,
         max_search_interval=max_search_interval,
         weight_decay=weight_decay,
+        step_multiplier=step_multiplier,
     )
     armijo_config = armijo.ArmijoConfig(
         slope_rtol=slope_rtol,
@@ -374,6 +379,7 @@ def salsa_transformation(
             fast, slow = search_frequency.update_averages(
                 state.learning_rate_fast, state.learning_rate_slow, step_size
             )
+            taken = result.step_taken * step_multiplier
             accepted = (result.outcome == armijo.ACCEPTED) | (
                 result.outcome == armijo.ZERO_DECREASE
             )
@@ -392,7 +398,7 @@ def salsa_transformation(
                     search_outcome=result.outcome,
                     num_evaluations=num_evaluations,
                     num_backtracks=num_backtracks,
-                    step_size=result.step_taken,
+                    step_size=taken,
                     armijo_margin=result.min_margin,
                     total_searches=totals.total_searches + 1,
                     total_evaluations=totals.total_evaluations + num_evaluations,
@@ -403,12 +409,13 @@ def salsa_transformation(
                     total_value_mismatches=totals.total_value_mismatches + mismatch,
                 ),
             )
-            taken, none = result.step_taken, jnp.zeros_like(result.step_taken)
+            none = jnp.zeros_like(taken)
             # (search coefficient, step coefficient) of the update formed outside the branches.
             coefficients = (none, taken) if searched_step_along_step_direction else (taken, none)
             return new_scalars, coefficients
 
         def skip(_):
+            step = proposal * step_multiplier
             new_scalars = scalars._replace(
                 steps_since_search=state.steps_since_search + 1,
                 info=totals._replace(
@@ -416,11 +423,11 @@ def salsa_transformation(
                     search_outcome=jnp.asarray(armijo.SKIPPED, jnp.int32),
                     num_evaluations=jnp.zeros_like(totals.num_evaluations),
                     num_backtracks=jnp.zeros_like(totals.num_backtracks),
-                    step_size=proposal,
+                    step_size=step,
                     armijo_margin=jnp.full_like(totals.armijo_margin, jnp.inf),
                 ),
             )
-            return new_scalars, (jnp.zeros_like(proposal), proposal)
+            return new_scalars, (jnp.zeros_like(step), step)
 
         def typed(branch):
             # Both branches of lax.cond must return identical types, whatever the hyper-parameters
