@@ -29,7 +29,7 @@ def markdown_report(results: Mapping) -> str:
         "on (up to 4 000 examples of) the training split after training, in evaluation mode. "
         "`grad evals` are forward+backward passes (one per step); `extra fwd` are a line search's "
         "additional forward passes (`value_fn` calls, read from the optimizer state's info); "
-        "`HVPs` are Hessian-vector products (curvature methods).",
+        "`HVPs` are Hessian-vector products (curvature methods); `passes / step` counts all three.",
     ]
     for task_name, rows in summary["tasks"].items():
         task = results["tasks"][task_name]
@@ -43,8 +43,8 @@ def markdown_report(results: Mapping) -> str:
             f"({'higher' if task['higher_is_better'] else 'lower'} is better).",
             "",
             f"| rank | optimizer | chosen | test {metric} | train loss | wall s "
-            "| grad evals | extra fwd | HVPs |",
-            "|---:|---|---|---|---|---:|---:|---:|---:|",
+            "| grad evals | extra fwd | HVPs | passes / step |",
+            "|---:|---|---|---|---|---:|---:|---:|---:|---:|",
         ]
         for name, row in sorted(rows.items(), key=lambda item: item[1]["rank"]):
             diverged = f" ({row['diverged']}/{row['seeds']} diverged)" if row["diverged"] else ""
@@ -55,7 +55,8 @@ def markdown_report(results: Mapping) -> str:
                 f"{' (grid edge)' if row['grid_edge'] else ''} | "
                 f"{_fmt(row['test_metric'], row['test_metric_std'])}{diverged} | "
                 f"{_fmt(row['train_loss'], row['train_loss_std'])} | {row['wall_s']:.1f} | "
-                f"{row['grad_evals']:.0f} | {row['value_evals']:.0f} | {row['hvp_evals']:.0f} |"
+                f"{row['grad_evals']:.0f} | {row['value_evals']:.0f} | {row['hvp_evals']:.0f} | "
+                f"{row['passes'] / task['steps']:.2f} |"
             )
     tasks = list(summary["tasks"])
     salsa_cost = summary["cost"].get("salsa")
