@@ -38,6 +38,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=100, help="timed steps per variant")
     parser.add_argument("--start-steps", type=int, default=20, help="reported apart")
     parser.add_argument("--chunk", type=int, default=10, help="steps per turn")
+    parser.add_argument(
+        "--settle-steps",
+        type=int,
+        default=300,
+        help="untimed salsa() steps before the settled regime is timed (0: not timed)",
+    )
+    parser.add_argument("--settled-steps", type=int, default=200, help="timed settled steps")
     parser.add_argument("--horizon-steps", type=int, default=2000, help="0: no horizon run")
     parser.add_argument("--scaling-steps", type=int, default=60)
     parser.add_argument("--scaling-widths", default="64,256,1024")

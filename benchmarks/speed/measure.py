@@ -1,6 +1,6 @@
-"""What is measured: every model, how the overhead moves with batch size and width (on the MLP,
-where it is largest), and with the length of the run (the schedule searches less and less often as
-the step size settles).
+"""What is measured: every model, its settled regime (the schedule searching about one step in
+ten), how the overhead moves with batch size and width (on the MLP, where it is largest), and with
+the length of the run (the schedule searches less and less often as the step size settles).
 """
 
 import argparse
@@ -88,6 +88,30 @@ def benchmark_model(
     return result
 
 
+def benchmark_settled(
+    spec: models.SpeedModel, batch_size: int, settle: int, plan: Plan, compiles, clocks
+) -> dict[str, Any]:
+    """salsa() against Adam after ``settle`` untimed steps of salsa(), once its schedule settled.
+
+    Adam's step costs the same at any point of a run, so only salsa() is advanced.
+    """
+    host_batches, _ = make_batches(batch_size, 64)
+    batches = [models.jax_input(b) for b in host_batches]
+    adam, salsa = (JaxRunner(v, VARIANTS[v].make(), spec, batches) for v in ("adam", "salsa"))
+    print(f"[speed] settled: {spec.description}, {settle} untimed steps of salsa()", flush=True)
+    salsa.compile()
+    for _ in range(settle):
+        salsa.step()
+    record = run_interleaved([adam, salsa], plan, compiles)
+    search = salsa.search_record(settle + plan.warmup)
+    summary = {
+        clock: summarize_variant(record["salsa"][clock], record["adam"][clock], None, plan, search)
+        for clock in clocks
+    }
+    first = settle + plan.warmup + 1
+    return {"first_step": first, "last_step": first + plan.steps - 1, **summary}
+
+
 def print_progress(result: dict[str, Any], record: dict) -> None:
     """One line per runner: compile seconds, mean step time, steady ratio to its baseline."""
     print(f"[speed]   forward / (forward+backward) {result['forward_over_forward_backward']:.3f}")
@@ -153,10 +177,15 @@ def run(args: argparse.Namespace, compiles: CompileCounter, with_torch: bool) ->
         "clocks": clocks,
         "models": {},
     }
+    settled_plan = Plan(args.warmup, args.settled_steps, 0, args.chunk)
     for name in args.models.split(","):
         results["models"][name] = benchmark_model(
             MODELS[name](), variants, args.batch_size, plan, compiles, clocks, with_torch
         )
+        if args.settle_steps:
+            results["models"][name]["settled"] = benchmark_settled(
+                MODELS[name](), args.batch_size, args.settle_steps, settled_plan, compiles, clocks
+            )
     if args.horizon_steps:
         results["horizon"] = benchmark_horizon(args.horizon_steps, compiles, clocks)
     if not args.no_scaling:

@@ -31,6 +31,11 @@ VARIANTS: dict[str, Variant] = {
         "salsa(adaptive_search_frequency=False)",
         lambda: salsa_optax.salsa(adaptive_search_frequency=False),
     ),
+    # The schedule never searches: every step is a skipped one, its cost beside Adam's step.
+    "salsa_skipped": Variant(
+        "salsa(), skipped steps only",
+        lambda: salsa_optax.salsa(warmup_searches=0, max_search_interval=10**6),
+    ),
     "sls": Variant("sls()", salsa_optax.sls),
     "optax_backtracking": Variant(
         "adam + optax backtracking (15)",

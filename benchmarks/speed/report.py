@@ -50,6 +50,8 @@ def markdown(results: dict[str, Any]) -> str:
         "## Headline",
         "",
         *headline(results),
+        "",
+        *regime_table(results),
     ]
     for name, model in results["models"].items():
         lines += ["", *model_table(name, model, plan, results["clocks"])]
@@ -90,6 +92,44 @@ def headline(results: dict[str, Any]) -> list[str]:
             f"| {fmt(median(speedup.get('wall')))}× faster "
             f"| Adam's + {fmt(state.get('opt_state_extra_param_copies'))} param copies "
             f"| {', '.join(map(str, sorted(compiles)))} |"
+        )
+    return lines
+
+
+def regime_table(results: dict[str, Any]) -> list[str]:
+    """salsa() / Adam per phase of a run, and a step the schedule skips / an Adam step."""
+    plan = results["plan"]
+    lines = [
+        "### Warm-up, settled regime and skipped step (wall clock, × Adam; searched fraction)",
+        "",
+        "| model | skipped step (`salsa_skipped`) | salsa(), steps 1–"
+        f"{plan['start_steps']} | salsa(), steps {plan['start_steps'] + 1}–{plan['steps']} "
+        "| salsa(), settled | settled: value_fn evals/step | settled: skipped steps, ms "
+        "(Adam's) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for model in results["models"].values():
+        wall = model["variants"].get("salsa", {}).get("wall", {})
+        start, early = wall.get("start", {}), wall.get("steady", {})
+        settled = model.get("settled", {}).get("wall", {}).get("steady", {})
+        steps = model.get("settled", {})
+        skipped = (
+            f"{settled['skipped_step_ms']:.3f} ({settled['baseline_median_ms']:.3f})"
+            if "skipped_step_ms" in settled
+            else "—"
+        )
+        lines.append(
+            f"| {model['description']} "
+            f"| {spread(steady(model, 'salsa_skipped').get('ratio'))} "
+            f"| {fmt(start.get('ratio_of_means'), 3)} ({fmt(start.get('searched_fraction'))}) "
+            f"| {spread(early.get('ratio'))} ({fmt(early.get('searched_fraction'))}) "
+            + (
+                f"| steps {steps['first_step']}–{steps['last_step']}: "
+                f"{spread(settled.get('ratio'))} ({fmt(settled.get('searched_fraction'))}) "
+                if settled
+                else "| — "
+            )
+            + f"| {fmt(settled.get('evaluations_per_step'))} | {skipped} |"
         )
     return lines
 
