@@ -23,6 +23,8 @@ def test_tiny_run_writes_results_with_one_compilation_per_variant(tmp_path, monk
             "--steps=3",
             "--start-steps=1",
             "--chunk=1",
+            "--settle-steps=2",
+            "--settled-steps=2",
             "--horizon-steps=0",
             "--no-scaling",
             "--no-torch",
@@ -56,6 +58,11 @@ def test_tiny_run_writes_results_with_one_compilation_per_variant(tmp_path, monk
     assert salsa["wall"]["start"]["evaluations_per_step"] >= 1
     assert salsa["memory"]["opt_state_extra_param_copies"] <= 1
 
+    # The settled regime: salsa() timed beside Adam after untimed steps of its own.
+    settled = model["settled"]
+    assert (settled["first_step"], settled["last_step"]) == (5, 6)
+    assert settled["wall"]["steady"]["steps"] == 2 and settled["wall"]["steady"]["ratio"]
+
     table = (tmp_path / f"speed_{backend}.md").read_text()
-    assert "| salsa() |" in table
+    assert "| salsa() |" in table and "### Warm-up, settled regime and skipped step" in table
     assert (tmp_path / f"speed_{backend}_overhead.png").stat().st_size > 0
