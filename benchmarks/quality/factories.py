@@ -2,7 +2,10 @@
 
 import importlib
 from collections.abc import Mapping
+from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -74,3 +77,46 @@ def prodigy_linear(total_steps: int, **kwargs):
 def dadapt_linear(total_steps: int, **kwargs):
     """``optax.contrib.dadapt_adamw`` with a linear decay to zero."""
     return linearly_decayed("optax.contrib:dadapt_adamw", total_steps, **kwargs)
+
+
+class MarginScaledState(NamedTuple):
+    """State of :func:`salsa_margin_scaled`: ``salsa()``'s own and the smoothed margin."""
+
+    inner: Any
+    margin: jax.Array
+
+
+def salsa_margin_scaled(rule: str, smoothing: float = 0.9, **kwargs):
+    """``salsa_optax.salsa`` whose steps are multiplied according to its Armijo margin.
+
+    The margin ``m`` of each search whose first trial passed (a search that backtracked counts 0,
+    values above 1 count 1) is averaged over searches with ``smoothing``. With ``c = 0.5`` and a
+    quadratic model, a step passing with margin ``m`` is ``1 - m`` times the line minimum, and
+    twice the step decreases the loss more than the step while ``m > 1/3``. ``rule``:
+    ``"gate"`` multiplies by 2 while the average exceeds 1/3; ``"line_min"`` by
+    ``min(2, 1 / (1 - m))``, a step to the line minimum the average implies.
+    """
+    import salsa_optax
+
+    if rule not in ("gate", "line_min"):
+        raise ValueError(f"rule must be 'gate' or 'line_min', not {rule!r}")
+    inner = salsa_optax.salsa(**kwargs)
+
+    def init(params):
+        return MarginScaledState(inner.init(params), jnp.zeros((), jnp.float32))
+
+    def update(updates, state, params=None, **extra):
+        new_updates, inner_state = inner.update(updates, state.inner, params, **extra)
+        info = inner_state.info
+        first = info.searched & (info.num_evaluations == 1) & jnp.isfinite(info.armijo_margin)
+        margin = jnp.where(first, jnp.minimum(info.armijo_margin, 1.0), 0.0)
+        average = jnp.where(
+            info.searched, smoothing * state.margin + (1 - smoothing) * margin, state.margin
+        ).astype(jnp.float32)
+        if rule == "gate":
+            factor = jnp.where(average > 1 / 3, 2.0, 1.0)
+        else:
+            factor = jnp.clip(1.0 / jnp.maximum(1.0 - average, 1e-3), 1.0, 2.0)
+        return optax.tree.scale(factor, new_updates), MarginScaledState(inner_state, average)
+
+    return optax.GradientTransformationExtraArgs(init, update)

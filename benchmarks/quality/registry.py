@@ -18,6 +18,7 @@ from benchmarks.quality.factories import (
     prodigy_linear,
     refined_adam,
     salsa_linear,
+    salsa_margin_scaled,
 )
 
 
@@ -94,6 +95,9 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "salsa_linear": Optimizer(salsa_linear, group="annealed"),
     # A hypothesis of the defaults study: steps longer than the accepted one by a fixed factor.
     "salsa_x2": Optimizer("salsa_optax:salsa", {"step_multiplier": 2.0}, group="salsa"),
+    # Hypotheses of the same study: steps multiplied according to the smoothed Armijo margin.
+    "salsa_margin_gate": Optimizer(salsa_margin_scaled, {"rule": "gate"}, group="salsa"),
+    "salsa_line_min": Optimizer(salsa_margin_scaled, {"rule": "line_min"}, group="salsa"),
     "prodigy_linear": Optimizer(prodigy_linear, group="annealed"),
     "dadapt_linear": Optimizer(dadapt_linear, group="annealed"),
     "refined_adam": Optimizer(
