@@ -13,7 +13,7 @@ same ``--workdir`` to resume from its last checkpoint; SIGTERM or Ctrl-C saves o
 
 import argparse
 
-from examples.common import configs, metrics
+from examples.common import configs, distributed, metrics
 from examples.resnet import train
 
 
@@ -22,11 +22,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default="default", help="a module of examples/resnet/configs")
     parser.add_argument("--workdir", required=True, help="metrics, checkpoints and plots go here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    distributed.add_flags(parser)
     args = parser.parse_args(argv)
+    distributed.initialize(args)
+    primary = distributed.is_primary()  # the one process that prints
     config = configs.load_config("examples.resnet.configs", args.config, args.set)
-    print(config)
+    if primary:
+        print(config)
     summary = train.train_and_evaluate(config, args.workdir)
-    print(metrics.format_summary(summary))
+    if primary:
+        print(metrics.format_summary(summary))
 
 
 if __name__ == "__main__":
