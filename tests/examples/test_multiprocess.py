@@ -20,6 +20,7 @@ import multiprocess_worker
 import numpy as np
 import pytest
 
+from examples.bert import input_pipeline as bert_input_pipeline
 from examples.common import checkpointing, configs, sharding
 from examples.resnet import input_pipeline, train
 
@@ -165,3 +166,72 @@ def test_one_process_restores_a_checkpoint_of_two(runs, mock_tfds):
     assert sorted(restored) == _state_keys(two)
     for key, array in restored.items():
         np.testing.assert_array_equal(array, two[key], err_msg=key)
+
+
+def _assert_halves_make_the_whole(read):
+    """``read(rows)`` for the two halves of a batch of 8, joined, equals ``read(None)``."""
+    whole = read(None)
+    halves = [read(np.arange(4) + 4 * process) for process in range(2)]
+    assert set(whole) == set(halves[0])
+    for key, array in whole.items():
+        np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), array, key)
+
+
+def test_each_process_reads_its_rows_of_the_single_process_batch(mock_tfds):
+    spec = input_pipeline.DATASETS["fashion_mnist_debian"]
+    with mock_tfds(num_examples=12):  # the second eval batch: 4 examples, process 1 all padding
+        source = input_pipeline.get_source("fashion_mnist_debian", "train")
+        for step in range(2):  # augmented batches of a step, from the step's generator
+            _assert_halves_make_the_whole(
+                lambda rows, step=step: next(
+                    input_pipeline.train_batches(
+                        source,
+                        spec,
+                        batch_size=8,
+                        seed=0,
+                        start_step=step,
+                        num_steps=step + 1,
+                        rows=rows,
+                    )
+                )
+            )
+        for index in range(2):
+            _assert_halves_make_the_whole(
+                lambda rows, index=index: list(
+                    input_pipeline.eval_batches(source, spec, batch_size=8, rows=rows)
+                )[index]
+            )
+
+    # ImageNet-style random resized crops, of images of several sizes.
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (20 + 3 * i, 30 - 2 * i, 3), np.uint8) for i in range(8)]
+    examples = [{"image": image, "label": i} for i, image in enumerate(images)]
+
+    class Source:
+        def __getitems__(self, indices):
+            return [examples[i] for i in indices]
+
+    imagenet = input_pipeline.DATASETS["imagenet2012"]._replace(image_size=16)
+    for augment in (True, False):
+        _assert_halves_make_the_whole(
+            lambda rows, augment=augment: input_pipeline._preprocess(
+                Source(),
+                np.arange(8)[::-1],
+                np.arange(8) if rows is None else rows,
+                imagenet,
+                np.random.default_rng([0, 1]) if augment else None,
+            )
+        )
+
+    # BERT: rows padded to the bucket of the whole batch, filler rows past the last example.
+    lengths = [3, 9, 5, 17, 4]
+    texts = bert_input_pipeline.Examples(
+        [np.arange(1, n + 1, dtype=np.int32) for n in lengths],
+        [np.zeros(n, np.int32) for n in lengths],
+        np.arange(5, dtype=np.int32) % 2,
+    )
+    _assert_halves_make_the_whole(
+        lambda rows: bert_input_pipeline.make_batch(texts, np.array([4, 0, 2]), 8, (8, 16), rows)
+    )
+    for batch in bert_input_pipeline.eval_batches(texts, 8, (8, 16, 32), np.arange(4) + 4):
+        assert batch["input_ids"].shape == (4, 32) and batch["weight"].sum() == 1.0
