@@ -9,6 +9,11 @@ Usage (from the repository root)::
 ``--config`` names a module of ``examples/resnet/configs``; each ``--set key=value`` replaces one
 field of it (values are Python literals; anything else is taken as a string). Run again with the
 same ``--workdir`` to resume from its last checkpoint; SIGTERM or Ctrl-C saves one and stops.
+
+On several hosts every host runs the same command, with ``--coordinator_address``,
+``--num_processes`` and ``--process_id`` (none of them under SLURM's ``srun`` or Open MPI's
+``mpirun``; ``--distributed`` on a Cloud TPU slice): see the *Several hosts* section of
+``examples/resnet/README.md``.
 """
 
 import argparse
