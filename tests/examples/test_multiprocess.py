@@ -18,7 +18,6 @@ import sys
 
 import multiprocess_worker
 import numpy as np
-import pytest
 
 from examples.bert import input_pipeline as bert_input_pipeline
 from examples.common import checkpointing, configs, sharding
@@ -90,12 +89,10 @@ def _load(path):
         return dict(data)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def _make_runs(folder):
     """Every run's npz per process: ``one`` (1 process, 4 devices), ``two`` (2 processes, 2
     devices each, from scratch) and ``resumed`` (2 processes from ``one``'s step-4 checkpoint,
     stopped by a SIGTERM to process 1 at step 6 of 8)."""
-    folder = tmp_path_factory.mktemp("multiprocess")
     _launch([_run("one", folder)], folder, num_processes=1, devices_per_process=4)
     shutil.copytree(folder / "one", folder / "resumed")
     shutil.rmtree(folder / "resumed" / "checkpoints" / str(STEPS))
@@ -123,7 +120,17 @@ def _assert_states_close(a, b):
             np.testing.assert_array_equal(b[key], a[key], err_msg=key)
 
 
-def test_every_process_accepts_the_same_step_size_and_holds_the_same_state(runs):
+def test_two_processes_against_one(tmp_path, mock_tfds):
+    # One test, not four sharing a module fixture: pytest-xdist would make the runs once per
+    # worker.
+    runs = _make_runs(tmp_path)
+    _check_every_process_accepts_the_same_step_size_and_holds_the_same_state(runs)
+    _check_two_processes_take_the_steps_of_one(runs)
+    _check_two_processes_resume_a_checkpoint_of_one_and_stop_together_on_sigterm(runs)
+    _check_one_process_restores_a_checkpoint_of_two(runs, mock_tfds)
+
+
+def _check_every_process_accepts_the_same_step_size_and_holds_the_same_state(runs):
     for first, second in (runs["two"], runs["resumed"]):
         np.testing.assert_array_equal(first["step_size"], second["step_size"])
         np.testing.assert_array_equal(first["train_loss"], second["train_loss"])
@@ -131,7 +138,7 @@ def test_every_process_accepts_the_same_step_size_and_holds_the_same_state(runs)
             np.testing.assert_array_equal(first[key], second[key], err_msg=key)
 
 
-def test_two_processes_take_the_steps_of_one(runs):
+def _check_two_processes_take_the_steps_of_one(runs):
     (one,), (two, _) = runs["one"], runs["two"]
     assert one["step"].tolist() == two["step"].tolist() == list(range(1, STEPS + 1))
     np.testing.assert_array_equal(two["step_size"], one["step_size"])
@@ -139,7 +146,7 @@ def test_two_processes_take_the_steps_of_one(runs):
     _assert_states_close(one, two)
 
 
-def test_two_processes_resume_a_checkpoint_of_one_and_stop_together_on_sigterm(runs):
+def _check_two_processes_resume_a_checkpoint_of_one_and_stop_together_on_sigterm(runs):
     (one,), resumed = runs["one"], runs["resumed"]
     # Stopped at step 6 of 8: process 1 alone received the signal, both saved step 6.
     for process in resumed:
@@ -152,7 +159,7 @@ def test_two_processes_resume_a_checkpoint_of_one_and_stop_together_on_sigterm(r
     _assert_states_close(one, resumed[0])
 
 
-def test_one_process_restores_a_checkpoint_of_two(runs, mock_tfds):
+def _check_one_process_restores_a_checkpoint_of_two(runs, mock_tfds):
     config = configs.load_config("examples.resnet.configs", "tiny", SETTINGS)
     with mock_tfds(num_examples=MOCK_EXAMPLES):
         source = input_pipeline.get_source(config.dataset, "train")
