@@ -5,7 +5,8 @@
 that the JSON file lists, one after the other. A run is ``{"example": "resnet", "config":
 "tiny", "set": ["key=value", ...], "num_examples": 32, "workdir": ..., "out": ...}``, optionally
 with ``"sigterm": [process, step]``: that process sends itself SIGTERM while it prepares that
-step's batch. For each run the process writes to ``out % process_index`` (npz) what it saw: the
+step's batch (counted in batches sharded since the run's start: no evaluation may come between).
+For each run the process writes to ``out % process_index`` (npz) what it saw: the
 step, step size and loss of every step, its own copy of every array of the final state, and the
 wall time of ``train_and_evaluate``.
 """

@@ -9,6 +9,7 @@ Checkpoints move between the two set-ups in both directions, and a SIGTERM sent 
 two processes stops both at the same step.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -54,20 +55,17 @@ def _launch(runs, folder, num_processes, devices_per_process, timeout=300):
         return [sys.executable, WORKER, str(spec), *(flags if num_processes > 1 else [])]
 
     logs = [folder / f"process{i}_of_{num_processes}.log" for i in range(num_processes)]
-    processes = [
-        subprocess.Popen(
-            command(i),
-            env=env,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        for i, log in enumerate(logs)
-    ]
-    try:
-        codes = [p.wait(timeout=timeout) for p in processes]
-    finally:
-        for p in processes:
-            p.kill()
+    with contextlib.ExitStack() as files:
+        outputs = [files.enter_context(log.open("w")) for log in logs]
+        processes = [
+            subprocess.Popen(command(i), env=env, stdout=output, stderr=subprocess.STDOUT)
+            for i, output in enumerate(outputs)
+        ]
+        try:
+            codes = [p.wait(timeout=timeout) for p in processes]
+        finally:
+            for p in processes:
+                p.kill()
     for code, log in zip(codes, logs, strict=True):
         assert code == 0, f"{log.name} exited with {code}:\n{log.read_text()[-3000:]}"
 
