@@ -8,6 +8,10 @@ Every batch is padded to the shortest of a few bucket lengths that holds its lon
 a jitted step compiles at most once per bucket. Training batches are drawn from length-sorted
 pools, so most batches need the short buckets.
 
+In a multi-process run each process builds only its ``rows`` of every global batch
+(:func:`examples.common.sharding.process_rows`), padded to the bucket of the whole batch, so the
+processes' pieces join into the single-process batch.
+
 Example:
 
 >>> bucket_length([5, 17, 9], buckets=(16, 32, 64))
@@ -148,28 +152,37 @@ def bucket_length(lengths: Sequence[int], buckets: Sequence[int]) -> int:
 
 
 def make_batch(
-    examples: Examples, indices: np.ndarray, batch_size: int, buckets: Sequence[int]
+    examples: Examples,
+    indices: np.ndarray,
+    batch_size: int,
+    buckets: Sequence[int],
+    rows: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Pads ``examples[indices]`` to ``[batch_size, bucket]``.
+    """Pads ``examples[indices]`` to ``[batch_size, bucket]``, and keeps its ``rows``.
 
     Rows past ``len(indices)`` are filler with ``weight`` 0 (the last evaluation batch); every
-    array keeps its shape, so the step compiles once per bucket.
+    array keeps its shape, so the step compiles once per bucket. The bucket is that of the whole
+    batch, whichever ``rows`` (default: all) are kept.
     """
+    rows = np.arange(batch_size) if rows is None else rows
     length = bucket_length([len(examples.ids[i]) for i in indices], buckets)
     batch = {
-        "input_ids": np.zeros((batch_size, length), np.int32),
-        "token_type_ids": np.zeros((batch_size, length), np.int32),
-        "attention_mask": np.zeros((batch_size, length), np.int32),
-        "label": np.zeros((batch_size,), np.int32),
-        "weight": np.zeros((batch_size,), np.float32),
+        "input_ids": np.zeros((len(rows), length), np.int32),
+        "token_type_ids": np.zeros((len(rows), length), np.int32),
+        "attention_mask": np.zeros((len(rows), length), np.int32),
+        "label": np.zeros((len(rows),), np.int32),
+        "weight": np.zeros((len(rows),), np.float32),
     }
-    for row, i in enumerate(indices):
+    for row, position in enumerate(rows):
+        if position >= len(indices):
+            continue
+        i = indices[position]
         n = len(examples.ids[i])
         batch["input_ids"][row, :n] = examples.ids[i]
         batch["token_type_ids"][row, :n] = examples.type_ids[i]
         batch["attention_mask"][row, :n] = 1
-    batch["label"][: len(indices)] = examples.labels[indices]
-    batch["weight"][: len(indices)] = 1.0
+        batch["label"][row] = examples.labels[i]
+        batch["weight"][row] = 1.0
     return batch
 
 
@@ -187,6 +200,7 @@ def train_batches(
     epoch: int,
     start: int = 0,
     pool_batches: int = 50,
+    rows: np.ndarray | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """The batches of one epoch from index ``start`` on; a pure function of (seed, epoch).
 
@@ -206,13 +220,16 @@ def train_batches(
     )
     batches = order[: steps_per_epoch(examples, batch_size) * batch_size].reshape(-1, batch_size)
     for indices in batches[rng.permutation(len(batches))][start:]:
-        yield make_batch(examples, indices, batch_size, buckets)
+        yield make_batch(examples, indices, batch_size, buckets, rows)
 
 
 def eval_batches(
-    examples: Examples, batch_size: int, buckets: Sequence[int]
+    examples: Examples,
+    batch_size: int,
+    buckets: Sequence[int],
+    rows: np.ndarray | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Every example once, in length order (short padding); the last batch is filled up."""
     order = np.argsort([len(ids) for ids in examples.ids], kind="stable")
     for start in range(0, len(order), batch_size):
-        yield make_batch(examples, order[start : start + batch_size], batch_size, buckets)
+        yield make_batch(examples, order[start : start + batch_size], batch_size, buckets, rows)

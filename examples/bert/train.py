@@ -215,6 +215,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     # dropout site of each traced loss counts), and dropout masks need no cross-platform match.
     dropout_key = jax.random.key(config.seed, impl="rbg")
     compiled = train_step.compile_steps(graphdef, make_step_fn(dropout_key), eval_step, mesh)
+    train_rows = sharding.process_rows(mesh, config.batch_size)
+    eval_rows = sharding.process_rows(mesh, config.eval_batch_size)
 
     def epoch_batches(epoch, start):
         return input_pipeline.train_batches(
@@ -224,10 +226,13 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
             seed=config.seed,
             epoch=epoch,
             start=start,
+            rows=train_rows,
         )
 
     def evaluate_state(state):
-        batches = input_pipeline.eval_batches(eval_data, config.eval_batch_size, config.buckets)
+        batches = input_pipeline.eval_batches(
+            eval_data, config.eval_batch_size, config.buckets, eval_rows
+        )
         return evaluate(compiled.eval_fn, state, batches, mesh)
 
     _, records = loop.train(

@@ -4,8 +4,10 @@
   line-search diagnostics.
 * :mod:`~examples.common.train_step` -- one line-search-aware optimizer step of an NNX model, and
   the pure ``(state, batch) -> (state, metrics)`` function that ``jax.jit`` compiles once.
-* :mod:`~examples.common.sharding` -- data parallelism over the local devices (batch sharded,
-  parameters and optimizer state replicated).
+* :mod:`~examples.common.sharding` -- data parallelism over the devices of all processes (batch
+  sharded, assembled from each process's rows; parameters and optimizer state replicated).
+* :mod:`~examples.common.distributed` -- joining the processes of a multi-host run
+  (``jax.distributed``), and which of them reports.
 * :mod:`~examples.common.metrics` -- averaging device metrics, JSON-lines records, the run summary.
 * :mod:`~examples.common.progress` -- the progress bar.
 * :mod:`~examples.common.checkpointing` -- orbax checkpoints that resume bit-identically.

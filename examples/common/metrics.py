@@ -48,31 +48,47 @@ class MetricsWindow:
 
 
 class JsonlWriter:
-    """Appends records to a JSON-lines file.
+    """Appends records to a JSON-lines file, and keeps them.
 
     Args:
       path: the file; its folder is created.
       resume_step: ``None`` starts a new file. Otherwise the run resumes from the checkpoint of
         this step: the records of an earlier run up to it are kept, later ones (written after the
         checkpoint by a run that then died) are dropped, so the file matches the resumed run.
+      to_file: whether to write the file at all. In a multi-process run only process 0 writes
+        it; the others keep the same records in memory.
+
+    Attributes:
+      records: the records of the run so far, those kept from the earlier run first.
     """
 
-    def __init__(self, path: os.PathLike[str] | str, resume_step: int | None = None):
+    def __init__(
+        self, path: os.PathLike[str] | str, resume_step: int | None = None, *, to_file: bool = True
+    ):
         self.path = pathlib.Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = []
         if resume_step is not None and self.path.exists():
             kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
-        self._file = self.path.open("w")
-        for record in kept:
-            self.write(record)
+        self.records: list[dict[str, Any]] = kept
+        self._file = None
+        if to_file:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Rewritten aside and moved into place: another process reading the old file while
+            # this one starts sees it whole.
+            partial = self.path.with_name(self.path.name + ".partial")
+            partial.write_text("".join(json.dumps(record) + "\n" for record in kept))
+            os.replace(partial, self.path)
+            self._file = self.path.open("a")
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(dict(record)) + "\n")
-        self._file.flush()
+        self.records.append(dict(record))
+        if self._file is not None:
+            self._file.write(json.dumps(dict(record)) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> "JsonlWriter":
         return self

@@ -1,20 +1,27 @@
 """SIGTERM and Ctrl-C turned into a request to save a checkpoint and stop.
 
 Inside :class:`StopRequest` the first SIGTERM or SIGINT only sets :attr:`StopRequest.requested`;
-the training loop checks it after each step, saves a final checkpoint and returns. A second
-Ctrl-C interrupts at once (``KeyboardInterrupt``) for when saving itself hangs.
+the training loop asks :meth:`StopRequest.agreed` after each step, saves a final checkpoint and
+returns. A second Ctrl-C interrupts at once (``KeyboardInterrupt``) for when saving itself hangs.
+
+In a multi-process run every process has its handler, and a signal to any one of them (a
+scheduler may preempt a single host) stops all of them at the same step.
 
 >>> import os, signal
 >>> with StopRequest() as stop:
 ...   os.kill(os.getpid(), signal.SIGTERM)
-...   stop.requested
-True
+...   stop.requested, stop.agreed(sync=False)
+(True, True)
 """
 
 import signal
 import threading
 from types import FrameType
 from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 
 class StopRequest:
@@ -31,6 +38,18 @@ class StopRequest:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
+
+    def agreed(self, sync: bool) -> bool:
+        """Whether to stop after this step: the same answer on every process.
+
+        A process that stopped alone would leave the others waiting in the next step's gradient
+        all-reduce for ever. With several processes the requests are therefore gathered, at the
+        steps where the loop reads the devices anyway (``sync``: a logged step), and a request on
+        any process stops them all there. With one process the answer is the request itself.
+        """
+        if jax.process_count() == 1:
+            return self.requested
+        return sync and bool(multihost_utils.process_allgather(np.int32(self.requested)).any())
 
     def __enter__(self) -> "StopRequest":
         # Handlers can only be installed from the main thread; elsewhere (e.g. a test runner's

@@ -6,6 +6,10 @@ downloaded. The batch of train step ``k`` is a pure function of ``(seed, k)``: t
 its own random generator. A run resumed at step ``k`` therefore sees exactly the batches an
 uninterrupted run sees. grain maps the steps to batches in background threads and prefetches them.
 
+In a multi-process run each process reads only its ``rows`` of every global batch
+(:func:`examples.common.sharding.process_rows`): the same examples, with the same augmentation,
+as those rows of the single-process batch.
+
 Datasets (tfds names): ``fashion_mnist_debian`` (the offline default: real Fashion-MNIST from the
 Debian package ``dataset-fashion-mnist``, turned into a local tfds dataset the first time it is
 used), ``fashion_mnist``, ``cifar10``, ``cifar100`` and ``imagenet2012``.
@@ -184,9 +188,10 @@ def train_batches(
     num_steps: int,
     start_step: int = 0,
     augment: bool = True,
+    rows: np.ndarray | None = None,
     num_threads: int = 2,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """The train batches of steps ``start_step, ..., num_steps - 1``.
+    """The train batches of steps ``start_step, ..., num_steps - 1`` (this process's rows).
 
     Args:
       source: the train split's data source (:func:`get_source`).
@@ -196,12 +201,14 @@ def train_batches(
       num_steps: the step after the last batch.
       start_step: the first step (the step a resumed run continues from).
       augment: random crops and flips; otherwise the stored images, only normalised.
+      rows: the positions in each global batch that this process loads; None: all of them.
       num_threads: grain threads preparing batches ahead of the train step.
 
     Returns:
-      Batches ``{"image": float32 (batch, size, size, channels), "label": int32 (batch,)}``; the
+      Batches ``{"image": float32 (rows, size, size, channels), "label": int32 (rows,)}``; the
       last partial batch of each epoch is dropped.
     """
+    rows = np.arange(batch_size) if rows is None else rows
     steps_per_epoch = len(source) // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} exceeds the {len(source)} training examples.")
@@ -211,30 +218,33 @@ def train_batches(
         order = np.random.default_rng([seed, epoch]).permutation(len(source))
         indices = order[position * batch_size : (position + 1) * batch_size]
         rng = np.random.default_rng([seed, epoch, position, 1]) if augment else None
-        return _preprocess(source.__getitems__(indices.tolist()), spec, rng)
+        return _preprocess(source, indices, rows, spec, rng)
 
     steps = grain.MapDataset.range(start_step, num_steps).map(load)
     return iter(steps.to_iter_dataset(grain.ReadOptions(num_threads, prefetch_buffer_size=4)))
 
 
 def eval_batches(
-    source: Any, spec: DatasetSpec, *, batch_size: int, num_threads: int = 2
+    source: Any,
+    spec: DatasetSpec,
+    *,
+    batch_size: int,
+    rows: np.ndarray | None = None,
+    num_threads: int = 2,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """All examples of ``source`` in order, in batches padded to ``batch_size``.
+    """All examples of ``source`` in order, in batches padded to ``batch_size`` (``rows`` of each).
 
     Returns:
       Batches with ``image``, ``label`` and ``mask`` (1.0 for real examples, 0.0 for padding), so
       that every batch has the same shape (one compiled eval step) and padding can be excluded.
+      Padding repeats the last example: a process whose rows are all padding still has images.
     """
+    rows = np.arange(batch_size) if rows is None else rows
 
     def load(batch_index: int) -> dict[str, np.ndarray]:
-        indices = list(range(batch_index * batch_size, min((batch_index + 1) * batch_size, n)))
-        batch = _preprocess(source.__getitems__(indices), spec, None)
-        pad = batch_size - len(indices)
-        batch = {
-            k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in batch.items()
-        }
-        batch["mask"] = (np.arange(batch_size) < len(indices)).astype(np.float32)
+        indices = batch_index * batch_size + np.arange(batch_size)
+        batch = _preprocess(source, np.minimum(indices, n - 1), rows, spec, None)
+        batch["mask"] = (indices[rows] < n).astype(np.float32)
         return batch
 
     n = len(source)
@@ -243,29 +253,51 @@ def eval_batches(
 
 
 def _preprocess(
-    examples: list[dict[str, Any]], spec: DatasetSpec, rng: np.random.Generator | None
+    source: Any,
+    indices: np.ndarray,
+    rows: np.ndarray,
+    spec: DatasetSpec,
+    rng: np.random.Generator | None,
 ) -> dict[str, np.ndarray]:
-    """Crops/augments the images of ``examples``, scales to [0, 1] and standardises them."""
+    """Reads ``rows`` of the batch of examples ``indices``, crops/augments the images, scales them
+    to [0, 1] and standardises them.
+
+    The random draws are those of the whole batch, whichever rows are read: a row's augmentation
+    does not depend on which process reads it.
+    """
+    examples = source.__getitems__(indices[rows].tolist())
     if spec.fixed_size:
         images = np.stack([e["image"] for e in examples])
         if rng is not None:
-            images = _random_crop_and_flip(images, rng)
+            images = _random_crop_and_flip(images, rng, rows, len(indices))
     else:
-        images = np.stack([_resize_and_crop(e["image"], spec.image_size, rng) for e in examples])
+        rngs = rng.spawn(len(indices)) if rng is not None else [None] * len(indices)
+        images = np.stack(
+            [
+                _resize_and_crop(e["image"], spec.image_size, rngs[row])
+                for e, row in zip(examples, rows, strict=True)
+            ]
+        )
     images = (images.astype(np.float32) / 255.0 - np.float32(spec.mean)) / np.float32(spec.std)
     labels = np.asarray([e["label"] for e in examples], np.int32)
     return {"image": images, "label": labels}
 
 
-def _random_crop_and_flip(images: np.ndarray, rng: np.random.Generator, pad: int = 4):
-    """Random ``size x size`` crops of the zero-padded images, each flipped with probability 1/2."""
+def _random_crop_and_flip(
+    images: np.ndarray, rng: np.random.Generator, rows: np.ndarray, batch_size: int, pad: int = 4
+):
+    """Random ``size x size`` crops of the zero-padded images, each flipped with probability 1/2.
+
+    ``images`` are the ``rows`` of a batch of ``batch_size``; the draws are the whole batch's.
+    """
     n, size = images.shape[:2]
     padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    top, left = rng.integers(0, 2 * pad + 1, size=(2, n))
-    rows = top[:, None] + np.arange(size)
-    cols = left[:, None] + np.arange(size)
-    cols = np.where(rng.random(n)[:, None] < 0.5, cols[:, ::-1], cols)
-    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    top, left = rng.integers(0, 2 * pad + 1, size=(2, batch_size))[:, rows]
+    flip = rng.random(batch_size)[rows] < 0.5
+    y = top[:, None] + np.arange(size)
+    x = left[:, None] + np.arange(size)
+    x = np.where(flip[:, None], x[:, ::-1], x)
+    return padded[np.arange(n)[:, None, None], y[:, :, None], x[:, None, :]]
 
 
 def _resize_and_crop(image: np.ndarray, size: int, rng: np.random.Generator | None) -> np.ndarray:

@@ -9,11 +9,16 @@ Usage (from the repository root)::
 ``--config`` names a module of ``examples/resnet/configs``; each ``--set key=value`` replaces one
 field of it (values are Python literals; anything else is taken as a string). Run again with the
 same ``--workdir`` to resume from its last checkpoint; SIGTERM or Ctrl-C saves one and stops.
+
+On several hosts every host runs the same command, with ``--coordinator_address``,
+``--num_processes`` and ``--process_id`` (none of them under SLURM's ``srun`` or Open MPI's
+``mpirun``; ``--distributed`` on a Cloud TPU slice): see the *Several hosts* section of
+``examples/resnet/README.md``.
 """
 
 import argparse
 
-from examples.common import configs, metrics
+from examples.common import configs, distributed, metrics
 from examples.resnet import train
 
 
@@ -22,11 +27,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default="default", help="a module of examples/resnet/configs")
     parser.add_argument("--workdir", required=True, help="metrics, checkpoints and plots go here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    distributed.add_flags(parser)
     args = parser.parse_args(argv)
+    distributed.initialize(args)
+    primary = distributed.is_primary()  # the one process that prints
     config = configs.load_config("examples.resnet.configs", args.config, args.set)
-    print(config)
+    if primary:
+        print(config)
     summary = train.train_and_evaluate(config, args.workdir)
-    print(metrics.format_summary(summary))
+    if primary:
+        print(metrics.format_summary(summary))
 
 
 if __name__ == "__main__":

@@ -128,6 +128,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     mesh = sharding.create_mesh()
     state = sharding.replicate(state, mesh)
     compiled = train_step.compile_steps(graphdef, train_step_fn, eval_step, mesh)
+    train_rows = sharding.process_rows(mesh, config.batch_size)
+    eval_rows = sharding.process_rows(mesh, config.eval_batch_size)
 
     def epoch_batches(epoch, start):
         first = epoch * steps_per_epoch + start
@@ -139,10 +141,13 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
             start_step=first,
             num_steps=min((epoch + 1) * steps_per_epoch, num_steps),
             augment=config.augment,
+            rows=train_rows,
         )
 
     def evaluate_state(state):
-        batches = input_pipeline.eval_batches(eval_source, spec, batch_size=config.eval_batch_size)
+        batches = input_pipeline.eval_batches(
+            eval_source, spec, batch_size=config.eval_batch_size, rows=eval_rows
+        )
         return evaluate(compiled.eval_fn, state, batches, mesh)
 
     _, records = loop.train(

@@ -4,6 +4,8 @@ ImageNet must be prepared as a tfds dataset first (see the README: nothing downl
 Run::
 
   python -m examples.resnet.main --config=imagenet --workdir=/tmp/resnet50_imagenet
+
+On several hosts, the same command on each, with the flags of the README's *Several hosts*.
 """
 
 import dataclasses
@@ -16,8 +18,9 @@ def get_config() -> default.Config:
         default.get_config(),
         dataset="imagenet2012",
         model="ResNet50",
+        # Powers of two: the device count of a multi-host GPU or TPU run divides them.
         batch_size=1024,
-        eval_batch_size=1000,
+        eval_batch_size=1024,
         num_epochs=90,
         log_every=100,
     )
