@@ -259,6 +259,25 @@ def test_zero_decrease_below_round_off_is_accepted_without_touching_the_average(
     assert float(_get(state, "learning_rate")) == pytest.approx(1e-3)
 
 
+def test_zero_decrease_asking_exactly_the_round_off_is_accepted_at_once():
+    """f(w) = 2^20 in float32, so eps * |f| = 2^-23 * 2^20 = 1/8 exactly. With g = 2, c = 1/2 and
+    beta3 = 1/2, S = (1 - beta3) * |g|^2 = 2 and the test asks c * eta * S = eta: at eta = 1/8 it
+    asks exactly the round-off, and an unchanged loss there is cancellation, accepted at once."""
+    tx = _sgd_search(
+        slope_rtol=0.5, smoothing=0.5, decrease_factor=0.5, increase_factor=1.0,
+        initial_learning_rate=0.125,
+    )  # fmt: skip
+    level = jnp.asarray(2.0**20, jnp.float32)
+    flat = lambda p: level + 0.0 * jnp.sum(p)
+    w, g = jnp.array([1.0], jnp.float32), jnp.array([2.0], jnp.float32)
+    updates, state = _step(tx, w, flat, value=level, grad=g, updates=g)
+    info = _info(state)
+    assert int(info.search_outcome) == ZERO_DECREASE
+    assert int(info.num_evaluations) == 1
+    np.testing.assert_array_equal(updates, jnp.array([-0.25]))  # -eta * g
+    assert float(_get(state, "learning_rate")) == 0.125
+
+
 def test_zero_decrease_at_a_long_step_is_tested_not_accepted():
     """f = w^2 at w = 1: eta = 1 lands on the mirror point -1, delta = 0 exactly but the test
     asks for 0.5 * 1 * S: rejected; eta = 0.5 lands on 0 and is accepted."""

@@ -8,7 +8,7 @@ import pytest
 from objectives import OBJECTIVES, make_train_step
 
 import salsa_optax
-from salsa_optax._src.directions import adam_directions
+from salsa_optax._src.directions import AdamDirectionsState, adam_directions
 
 MLP = OBJECTIVES[3]
 
@@ -135,3 +135,82 @@ def test_searched_step_along_momentum_moves_along_the_step_direction(rescale):
     # The search itself is unchanged: same step size, different point.
     _, trial_point_state, _ = make_train_step(to_trial_point, MLP)(params, state)
     np.testing.assert_allclose(trial_point_state.learning_rate, new_state.learning_rate, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "requirement"),
+    [
+        ("b1", 1.0, "0 <= b1 < 1"),
+        ("b2", -0.5, "0 <= b2 < 1"),
+        ("eps", 0.0, "eps > 0"),
+        ("rescale_momentum", 1.5, "0 <= rescale_momentum <= 1 (False = 0, True = 1)"),
+    ],
+)
+def test_out_of_range_moment_hyperparameters_are_named_with_their_range(name, value, requirement):
+    kwargs = {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "search_with_momentum": False, name: value}
+    with pytest.raises(ValueError) as error:
+        adam_directions(**kwargs)
+    assert str(error.value) == f"{name}={value!r} is out of range: it must satisfy {requirement}."
+
+
+def test_memoryless_moments_give_the_sign_of_the_gradient():
+    """b1 = b2 = 0 (the closed ends of their ranges): m = g and v = g^2 with no bias correction
+    (1 - 0^t = 1), so both directions are -g / (|g| + eps)."""
+    eps = 1e-8
+    directions = adam_directions(0.0, 0.0, eps, False, rescale_momentum=True)
+    grads = {"a": jnp.array([2.0, -0.5]), "b": jnp.array([-4.0])}
+    state = AdamDirectionsState(
+        mu={"a": jnp.array([3.0, 3.0]), "b": jnp.array([1.0])},
+        nu={"a": jnp.array([9.0, 1.0]), "b": jnp.array([7.0])},
+    )
+    search, step, new = directions.update(grads, state, jnp.asarray(4))
+    expected = jax.tree.map(lambda g: -g / (jnp.abs(g) + eps), grads)
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6)
+    jax.tree.map(close, search, expected)
+    jax.tree.map(close, step, expected)
+    jax.tree.map(close, new.nu, jax.tree.map(jnp.square, grads))
+
+
+def test_rescaling_falls_back_to_the_plain_step_where_the_norms_underflow():
+    """|g| = 1e-23 in float32: g^2 = 1e-46 underflows, so both norms are 0 and their ratio is
+    0 / 0. b1 = 0 and v_hat = 1 make the plain step -g / (1 + eps) = -g; it is kept unscaled."""
+    directions = adam_directions(0.0, 0.5, 1e-8, False, rescale_momentum=True)
+    tiny = jnp.full(3, 1e-23, jnp.float32)
+    state = AdamDirectionsState(mu=jnp.zeros(3, jnp.float32), nu=jnp.ones(3, jnp.float32))
+    # t = 1: v = 0.5 * 1 + 0.5 * g^2 = 0.5, v_hat = 0.5 / (1 - 0.5) = 1.
+    search, step, _ = directions.update(tiny, state, jnp.asarray(0))
+    assert float(optax.tree.norm(search)) == 0.0 and float(optax.tree.norm(step)) == 0.0
+    np.testing.assert_array_equal(step, -tiny)
+
+
+def test_published_step_matches_optax_adam_leaf_by_leaf_in_mixed_precision():
+    """A bfloat16 leaf beside a float32 one: each leaf of -P m_hat keeps its own dtype, as in
+    optax.scale_by_adam."""
+    params = {"half": jnp.array([0.5, -1.5], jnp.bfloat16), "full": jnp.array([2.0], jnp.float32)}
+    grads = jax.tree.map(lambda p: (3 * p).astype(p.dtype), params)
+    directions = adam_directions(0.9, 0.999, 1e-8, False, rescale_momentum=False)
+    _, step, _ = directions.update(grads, directions.init(params), jnp.asarray(0))
+    adam_updates, _ = optax.scale_by_adam().update(grads, optax.scale_by_adam().init(params))
+    for ours, theirs in zip(jax.tree.leaves(step), jax.tree.leaves(adam_updates), strict=True):
+        assert ours.dtype == theirs.dtype
+        np.testing.assert_allclose(ours.astype(jnp.float32), -theirs.astype(jnp.float32), rtol=1e-2)
+
+
+def test_an_array_rescale_exponent_keeps_the_step_in_the_parameter_dtype():
+    """Under optax.inject_hyperparams the exponent is a float32 array: the factor is computed in
+    the parameters' bfloat16, so the step stays bfloat16."""
+    params = jnp.array([0.5, -1.5, 1.0], jnp.bfloat16)
+    rho = jnp.array(0.5, jnp.float32)
+    directions = adam_directions(0.9, 0.999, 1e-8, False, rescale_momentum=rho)
+    search, step, _ = directions.update(params, directions.init(params), jnp.asarray(0))
+    assert search.dtype == step.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("make_tx", [salsa_optax.salsa_sgd, salsa_optax.sls])
+def test_gradient_direction_keeps_optax_empty_state(make_tx):
+    assert make_tx().init(jnp.zeros(2)).directions == optax.EmptyState()
+
+
+def test_incoming_direction_keeps_optax_empty_state():
+    tx = salsa_optax.scale_by_salsa()
+    assert tx.init(jnp.zeros(2)).directions == optax.EmptyState()

@@ -10,7 +10,13 @@ For each module in turn, ``mutmut run`` mutates ``salsa_optax/_src/<module>.py``
 ``pyproject.toml`` that call the mutated function, stopping at the first failure. The report
 (``mutation.md`` and ``mutation.json``) gives per module the killed, surviving and timed-out
 mutants and the score killed / (total - equivalent), with the equivalent mutants of
-``benchmarks/mutation/equivalent.toml`` and the reason each is equivalent.
+``benchmarks/mutation/equivalent.toml`` and the reason each is equivalent. A run replaces the
+rows of the modules it names and keeps the others.
+
+With ``--rerun-survivors``, only the mutants a module's row left alive run again, against the
+tests as they are now (tests added since kill some); the mutants the full run killed stay killed::
+
+    bash scripts/mutation.sh directions validation --rerun-survivors
 """
 
 import argparse
@@ -30,6 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("modules", nargs="+", help="modules of salsa_optax/_src, e.g. schedules")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutant workers")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results"))
+    parser.add_argument(
+        "--rerun-survivors",
+        action="store_true",
+        help="run again only the mutants the report's row of each module did not kill (its "
+        "source unchanged since), against the current tests, and update that row",
+    )
     args = parser.parse_args(argv)
     for module in args.modules:
         if not pathlib.Path(f"salsa_optax/_src/{module}.py").is_file():
@@ -39,22 +51,48 @@ def main(argv: list[str] | None = None) -> None:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(),
         "command": shlex.join(["bash", "scripts/mutation.sh", *(argv or sys.argv[1:])]),
-        "mutmut": importlib.metadata.version("mutmut"),
     }
+    report_json = args.out / "mutation.json"
+    rows = _previous_rows(report_json)
+    if args.rerun_survivors:
+        for module in args.modules:
+            if module not in rows:
+                parser.error(f"{report_json} has no row of {module} to update")
+            if _changed_since(rows[module]["run"]["commit"], module):
+                parser.error(f"salsa_optax/_src/{module}.py changed since its row's run")
     args.out.mkdir(parents=True, exist_ok=True)
     run.fresh_working_copy()
     equivalent = report.load_equivalent()
-    rows = []
     # Rewritten after each module, so that an interrupted run keeps the modules it finished.
     for module in args.modules:
-        cost = run.run_module(module, args.max_children)
-        row = report.summarise(module, run.verdicts(), equivalent, run.PACKAGE)
-        rows.append(row | cost._asdict())
-        (args.out / "mutation.json").write_text(
-            json.dumps(header | {"modules": rows}, indent=2) + "\n"
-        )
-        (args.out / "mutation.md").write_text(report.markdown(header, rows))
-    print(report.markdown(header, rows))
+        if args.rerun_survivors:
+            full = rows[module]
+            names = [name for name in full["survivors"] if name not in equivalent]
+            cost = run.run_module(module, args.max_children, names) if names else None
+            updated = report.rerun_row(full, run.verdicts(), equivalent, run.PACKAGE)
+            rerun = header | {"mutants": names} | (cost._asdict() if cost else {})
+            rows[module] = full | updated | {"rerun": rerun}
+        else:
+            cost = run.run_module(module, args.max_children)
+            row = report.summarise(module, run.verdicts(), equivalent, run.PACKAGE)
+            rows[module] = row | cost._asdict() | {"run": header}
+        merged = {"mutmut": importlib.metadata.version("mutmut"), "modules": [*rows.values()]}
+        report_json.write_text(json.dumps(merged, indent=2) + "\n")
+        (args.out / "mutation.md").write_text(report.markdown(merged, merged["modules"]))
+    print((args.out / "mutation.md").read_text())
+
+
+def _previous_rows(path: pathlib.Path) -> dict[str, dict]:
+    """The report's rows by module: a run replaces the rows of its modules and keeps the rest."""
+    if not path.is_file():
+        return {}
+    return {row["module"]: row for row in json.loads(path.read_text())["modules"]}
+
+
+def _changed_since(commit: str, module: str) -> bool:
+    path = f"salsa_optax/_src/{module}.py"
+    revision = commit.split()[0]
+    return subprocess.run(["git", "diff", "--quiet", revision, "--", path]).returncode != 0
 
 
 def _commit() -> str:

@@ -47,16 +47,40 @@ def summarise(
     }
 
 
+def rerun_row(
+    full: dict[str, Any], verdicts: dict[str, str], equivalent: dict[str, str], package: str
+) -> dict[str, Any]:
+    """``full``, a module's row of a run over all its mutants, after its mutants not killed were
+    run again (``verdicts``) against tests added since, the module's source being unchanged.
+
+    A mutant killed by the full run stays killed: tests were only added. A mutant not run again
+    (listed equivalent since) keeps its status, "survived".
+    """
+    not_killed = [*full["survivors"], *full["equivalent_mutants"]]
+    row = summarise(
+        full["module"],
+        {name: verdicts.get(name, "survived") for name in not_killed},
+        equivalent,
+        package,
+    )
+    killed = row["killed"] + full["killed"]
+    scored = full["total"] - row["equivalent"]
+    return row | {
+        "total": full["total"],
+        "killed": killed,
+        "score": killed / scored if scored else None,
+    }
+
+
 def markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """The report: header, one table row per module, then the mutants each score leaves out."""
+    """The report: one table row per module, then per module its runs and the mutants its score
+    leaves out."""
     lines = [
         "# Mutation testing",
         "",
-        f"- date: {header['date']}",
-        f"- commit: {header['commit']}",
-        f"- command: `{header['command']}`",
         f"- mutmut {header['mutmut']}; score = killed / (total − equivalent); a timeout counts "
-        "against the score",
+        "against the score; wall and CPU time are those of the run over all the module's mutants",
+        "- each module's section gives the command, commit and date of its run",
         "",
         "| module | total | killed | survived | timeout | other | equivalent | score "
         "| wall (s) | CPU (s) |",
@@ -71,6 +95,10 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         )
     for row in rows:
         lines += ["", f"## `{row['module']}`", ""]
+        lines.append(_run_line("run", row["run"]))
+        if "rerun" in row:
+            names = len(row["rerun"]["mutants"])
+            lines.append(_run_line(f"its {names} mutants not killed run again", row["rerun"]))
         lines += [f"- not killed: `{name}`" for name in row["survivors"]]
         lines += [
             f"- equivalent: `{name}`: {reason}"
@@ -85,3 +113,7 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         "`benchmarks/mutation/equivalent.toml`.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _run_line(what: str, run: dict[str, Any]) -> str:
+    return f"- {what}: `{run['command']}` at {run['commit']}, {run['date']}"

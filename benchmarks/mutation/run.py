@@ -40,12 +40,13 @@ def fresh_working_copy() -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def run_module(module: str, max_children: int) -> ModuleRun:
-    """``mutmut run`` on every mutant of ``salsa_optax/_src/<module>.py``."""
+def run_module(module: str, max_children: int, names: list[str] | None = None) -> ModuleRun:
+    """``mutmut run`` on every mutant of ``salsa_optax/_src/<module>.py``, or on ``names``."""
     command = [sys.executable, "-m", "mutmut", "run", f"--max-children={max_children}"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([*command, f"{PACKAGE}.{module}.*"], env=os.environ | ENV, check=True)
+    targets = names if names is not None else [f"{PACKAGE}.{module}.*"]
+    subprocess.run([*command, *targets], env=os.environ | ENV, check=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -1,0 +1,78 @@
+"""The argument checks: what they accept, and the exact message of each error they raise."""
+
+import jax.numpy as jnp
+import pytest
+
+from salsa_optax._src.validation import (
+    all_finite,
+    check_hyperparameter,
+    check_line_search_args,
+    split_loss_and_aux,
+    value_fn_kwargs,
+)
+
+USAGE = (
+    "Call `salsa` as `tx.update(grads, state, params, value=loss, grad=grads, value_fn=loss_fn, "
+    "**batch)`, where `loss, grads = jax.value_and_grad(loss_fn)(params, **batch)`."
+)
+
+
+def _message(error_type, call):
+    with pytest.raises(error_type) as error:
+        call()
+    return str(error.value)
+
+
+def test_a_string_hyperparameter_is_a_type_error_naming_its_type():
+    message = _message(
+        TypeError, lambda: check_hyperparameter("smoothing", "0.9", lambda v: True, "0 <= s < 1")
+    )
+    assert message == "smoothing must be a real number satisfying 0 <= s < 1, got str '0.9'."
+
+
+def test_missing_line_search_arguments_are_listed_with_the_calling_convention():
+    message = _message(
+        TypeError, lambda: check_line_search_args("salsa", None, 1.0, None, lambda p: p)
+    )
+    assert message == f"salsa.update is missing params, grad. {USAGE}"
+
+
+def test_a_value_fn_that_is_not_callable_is_named_by_its_type():
+    message = _message(TypeError, lambda: check_line_search_args("salsa", 0.0, 1.0, 0.0, 3))
+    assert message == f"value_fn must be callable, got int. {USAGE}"
+
+
+def test_an_output_without_aux_where_one_is_expected_is_named_by_its_type():
+    message = _message(TypeError, lambda: split_loss_and_aux(1.0, "salsa", expects_aux=True))
+    assert message == (
+        "salsa was given aux_like, so value_fn must return (loss, aux) as a function for "
+        "jax.value_and_grad(..., has_aux=True) does; it returned float."
+    )
+
+
+def test_a_non_floating_loss_is_named_by_its_type_and_dtype():
+    message = _message(TypeError, lambda: split_loss_and_aux(3, "salsa", expects_aux=False))
+    assert message == (
+        "value_fn of salsa must return a real floating-point scalar loss (or (loss, aux)), "
+        "got int of dtype None."
+    )
+
+
+def test_a_batch_of_losses_is_named_by_its_shape():
+    message = _message(
+        ValueError, lambda: split_loss_and_aux(jnp.zeros((4, 2)), "salsa", expects_aux=False)
+    )
+    assert message == (
+        "value_fn of salsa must return a scalar loss, got shape (4, 2): reduce it over the batch "
+        "(e.g. with .mean()), as for `value`."
+    )
+
+
+def test_a_value_fn_with_var_keywords_receives_every_extra_argument():
+    extra = {"x": 1.0, "other": 2.0}
+    assert value_fn_kwargs(lambda params, **batch: params, extra) == extra
+
+
+@pytest.mark.parametrize("tree", [{}, (), None])
+def test_an_empty_tree_is_all_finite(tree):
+    assert bool(all_finite(tree)) is True
