@@ -64,6 +64,7 @@ def test_salsa_sgd_is_scale_by_salsa_chained_the_optax_way():
 def test_presets_by_name():
     steps = {
         "rescale_momentum": False,
+        "step_multiplier": 1.0,
         "searched_step_along_momentum": False,
         "increase_factor": 1.1,
     }
