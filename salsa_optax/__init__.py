@@ -32,7 +32,7 @@ from salsa_optax._src.schedules import (
     refine_schedule,
     refined_schedule,
 )
-from salsa_optax._src.transform import SalsaInfo, ScaleBySalsaState, scale_by_salsa
+from salsa_optax._src.transform import DistanceState, SalsaInfo, ScaleBySalsaState, scale_by_salsa
 
 __version__ = "0.2.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "PUBLISHED_DEFAULTS",
     "SEARCH_DEFAULTS",
     "AdamDirectionsState",
+    "DistanceState",
     "EGStepSizeInfo",
     "GradNormInfo",
     "LayerwiseCurvatureInfo",

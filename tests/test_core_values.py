@@ -130,6 +130,78 @@ def test_step_multiplier_multiplies_searched_and_skipped_steps_alike():
     assert True in searched and False in searched  # both kinds of step were compared
 
 
+_TARGET = {"fresh": jnp.array([1.0, -2.0]), "moved": jnp.array([3.0, 0.5, -1.0])}
+_UNIT = jnp.array([0.6, 0.8])
+
+
+def _far_loss(p):
+    plain = sum(jnp.sum(jnp.cosh(p[k] - _TARGET[k])) for k in _TARGET)
+    if "invariant" not in p:
+        return plain
+    # Depends on the direction of p["invariant"] only: its gradient is orthogonal to it.
+    direction = p["invariant"] / jnp.linalg.norm(p["invariant"])
+    return plain + jnp.sum(jnp.cosh(4 * (direction - _UNIT)))
+
+
+def _far_run(w0, mu, delta, steps=12):
+    """(updates, state) of salsa() and of the multiplied salsa(), both at the first's iterates."""
+    options = dict(warmup_searches=2, max_search_interval=4, initial_learning_rate=0.5)
+    plain = salsa_optax.salsa(**options)
+    per_leaf = salsa_optax.salsa(step_multiplier=mu, multiplier_distance=delta, **options)
+    plain_state, leaf_state = _settled(plain, w0, 0.5, 0.5), _settled(per_leaf, w0, 0.5, 0.5)
+    w, rows = w0, []
+    for _ in range(steps):
+        plain_updates, plain_state = _step(plain, w, _far_loss, plain_state)
+        leaf_updates, leaf_state = _step(per_leaf, w, _far_loss, leaf_state)
+        rows.append((w, plain_updates, plain_state, leaf_updates, leaf_state))
+        assert float(_get(leaf_state, "learning_rate")) == float(_get(plain_state, "learning_rate"))
+        w = jax.tree.map(jnp.add, w, plain_updates)
+    return rows
+
+
+def test_multiplier_distance_scales_each_leaf_by_how_far_it_moved_at_the_last_search():
+    """Leaf factor 1 + (mu - 1) min(1, |w - w0| / (delta |w0|)), w as of the last search."""
+    mu, delta = 3.0, 1.5
+    w0 = {"fresh": jnp.zeros(2), "moved": jnp.array([0.5, 1.0, -0.5])}
+    at_search, searches, factors = w0, 0, []
+    for w, plain_updates, plain_state, leaf_updates, leaf_state in _far_run(w0, mu, delta):
+        if bool(_info(plain_state).searched):
+            at_search, searches = w, searches + 1
+        moved = np.linalg.norm(at_search["moved"] - w0["moved"])
+        factor = 1 + (mu - 1) * min(1.0, moved / (delta * np.linalg.norm(w0["moved"])))
+        factors.append(factor)
+        # A leaf that starts at zero is far from its start from the first step on.
+        np.testing.assert_allclose(leaf_updates["fresh"], mu * plain_updates["fresh"], rtol=1e-14)
+        np.testing.assert_allclose(
+            leaf_updates["moved"], factor * plain_updates["moved"], rtol=1e-13
+        )
+        np.testing.assert_allclose(
+            float(_info(leaf_state).step_size), mu * float(_info(plain_state).step_size)
+        )
+    assert searches >= 3 and len(factors) > searches  # searched and skipped steps were compared
+    # The moved leaf's factor started at 1, passed between its bounds and reached mu.
+    assert factors[0] == 1 and any(1 < f < mu for f in factors) and max(factors) == mu
+    assert not any(jax.tree.leaves(leaf_state.distance.scale_invariant))
+    for name in w0:
+        np.testing.assert_array_equal(leaf_state.distance.initial_params[name], w0[name])
+
+
+def test_multiplier_distance_leaves_a_network_with_a_scale_invariant_leaf_unmultiplied():
+    """A leaf whose gradient is orthogonal to it at every search turns every multiplier off."""
+    mu, delta = 3.0, 1.5
+    w0 = {"fresh": jnp.zeros(2), "moved": jnp.array([0.5, 1.0, -0.5]), "invariant": _UNIT[::-1]}
+    rows = _far_run(w0, mu, delta)
+    for _, plain_updates, plain_state, leaf_updates, leaf_state in rows:
+        for name in w0:
+            np.testing.assert_array_equal(leaf_updates[name], plain_updates[name])
+        assert float(_info(leaf_state).step_size) == float(_info(plain_state).step_size)
+    w, leaf_state = rows[-1][0], rows[-1][-1]
+    # Without the invariant leaf the others would have moved far enough to take mu.
+    assert np.linalg.norm(w["moved"] - w0["moved"]) > delta * np.linalg.norm(w0["moved"])
+    flags = leaf_state.distance.scale_invariant
+    assert bool(flags["invariant"]) and not bool(flags["fresh"]) and not bool(flags["moved"])
+
+
 # ------------------------------------------------------------------------------------------------
 # The cap on the proposal.
 

@@ -232,6 +232,8 @@ def test_aux_like_without_an_aux_output_gets_an_error():
         ({"rescale_momentum": 1.5}, ValueError, "0 <= rescale_momentum <= 1"),
         ({"step_multiplier": 0.0}, ValueError, "step_multiplier > 0"),
         ({"step_multiplier": float("inf")}, ValueError, "step_multiplier=inf is not finite"),
+        ({"multiplier_distance": 0.0}, ValueError, r"multiplier_distance > 0 \(or None"),
+        ({"multiplier_distance": -1}, ValueError, "multiplier_distance"),
     ],
 )
 def test_every_hyperparameter_is_checked_with_a_message_naming_it(kwargs, error, message):

@@ -120,3 +120,84 @@ def salsa_margin_scaled(rule: str, smoothing: float = 0.9, **kwargs):
         return optax.tree.scale(factor, new_updates), MarginScaledState(inner_state, average)
 
     return optax.GradientTransformationExtraArgs(init, update)
+
+
+class SettledScaledState(NamedTuple):
+    """State of :func:`salsa_settled_scaled`: ``salsa()``'s own and the run of clean searches."""
+
+    inner: Any
+    streak: jax.Array
+
+
+def salsa_settled_scaled(multiplier: float = 2.0, streak: int = 10, **kwargs):
+    """``salsa_optax.salsa`` whose steps are ``multiplier`` times longer once its step size settled.
+
+    Settled: the last ``streak`` searches each accepted their first trial. A search that
+    backtracks (or ends in any other way) resets the count, and the steps are the search's own
+    again until ``streak`` clean searches follow. Skipped steps leave the count as it is.
+    """
+    import salsa_optax
+
+    inner = salsa_optax.salsa(**kwargs)
+
+    def init(params):
+        return SettledScaledState(inner.init(params), jnp.zeros((), jnp.int32))
+
+    def update(updates, state, params=None, **extra):
+        new_updates, inner_state = inner.update(updates, state.inner, params, **extra)
+        info = inner_state.info
+        clean = (info.search_outcome == 1) & (info.num_backtracks == 0)
+        count = jnp.where(info.searched, jnp.where(clean, state.streak + 1, 0), state.streak)
+        factor = jnp.where(count >= streak, multiplier, 1.0)
+        return optax.tree.scale(factor, new_updates), SettledScaledState(
+            inner_state, count.astype(jnp.int32)
+        )
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+class DistanceScaledState(NamedTuple):
+    """State of :func:`salsa_distance_scaled`: ``salsa()``'s own, the initial parameters, and the
+    size-weighted mean multiplier of the last step (``step_multiplier``, for the step logs)."""
+
+    inner: Any
+    initial_params: Any
+    step_multiplier: jax.Array
+
+
+def salsa_distance_scaled(multiplier: float = 2.0, distance: float = 1.0, **kwargs):
+    """``salsa_optax.salsa`` whose steps are longer on the parameters that moved far from the start.
+
+    Each parameter leaf ``l`` moves ``1 + (multiplier - 1) * min(1, r_l / distance)`` times the
+    accepted step, ``r_l = ||w_l - w0_l|| / ||w0_l||`` its distance from its initial value relative
+    to that value's norm (a leaf that started at zero counts as far). Fine-tuned weights stay near
+    their pretrained values and keep the search's step; weights trained from scratch soon move by
+    their initial norm and take ``multiplier`` times it.
+    """
+    import salsa_optax
+
+    inner = salsa_optax.salsa(**kwargs)
+
+    def init(params):
+        return DistanceScaledState(
+            inner.init(params), jax.tree.map(jnp.copy, params), jnp.ones((), jnp.float32)
+        )
+
+    def update(updates, state, params=None, **extra):
+        new_updates, inner_state = inner.update(updates, state.inner, params, **extra)
+
+        def factor(w, w0):
+            moved = jnp.linalg.norm((w - w0).ravel())
+            start = jnp.linalg.norm(w0.ravel())
+            ratio = jnp.where(start > 0, moved / jnp.where(start > 0, start, 1.0), jnp.inf)
+            return 1.0 + (multiplier - 1.0) * jnp.minimum(1.0, ratio / distance)
+
+        factors = jax.tree.map(factor, params, state.initial_params)
+        sizes = [w.size for w in jax.tree.leaves(params)]
+        mean = sum(f * n for f, n in zip(jax.tree.leaves(factors), sizes, strict=True)) / sum(sizes)
+        scaled = jax.tree.map(lambda u, f: (u * f).astype(u.dtype), new_updates, factors)
+        return scaled, DistanceScaledState(
+            inner_state, state.initial_params, mean.astype(jnp.float32)
+        )
+
+    return optax.GradientTransformationExtraArgs(init, update)

@@ -57,7 +57,7 @@ def step_diagnostics(value, grad, opt_state) -> dict[str, jax.Array]:
             out[name] = getattr(info, name)
     if "num_linesearch_steps" in fields:
         out["num_evaluations"] = info.num_linesearch_steps
-    for name in ("learning_rate", "estim_lr"):
+    for name in ("learning_rate", "estim_lr", "step_multiplier"):
         leaf = tree_get(opt_state, name)
         if isinstance(leaf, jax.Array) and leaf.ndim == 0:
             out[name] = leaf

@@ -17,8 +17,10 @@ from benchmarks.quality.factories import (
     mechanized_adam,
     prodigy_linear,
     refined_adam,
+    salsa_distance_scaled,
     salsa_linear,
     salsa_margin_scaled,
+    salsa_settled_scaled,
 )
 
 
@@ -98,6 +100,15 @@ OPTIMIZERS: dict[str, Optimizer] = {
     # Hypotheses of the same study: steps multiplied according to the smoothed Armijo margin.
     "salsa_margin_gate": Optimizer(salsa_margin_scaled, {"rule": "gate"}, group="salsa"),
     "salsa_line_min": Optimizer(salsa_margin_scaled, {"rule": "line_min"}, group="salsa"),
+    # ... and twice the accepted step once the search stopped backtracking (10 clean searches).
+    "salsa_settled_x2": Optimizer(salsa_settled_scaled, group="salsa"),
+    # ... and up to twice the accepted step on the parameter leaves that moved far from the start.
+    "salsa_distance_x2": Optimizer(salsa_distance_scaled, group="salsa"),
+    # The same as an option of salsa(): multipliers refreshed at each search, scale-invariant
+    # leaves (gradient orthogonal to the weights: BatchNorm) left at the search's step.
+    "salsa_far_x2": Optimizer(
+        "salsa_optax:salsa", {"step_multiplier": 2.0, "multiplier_distance": 0.25}, group="salsa"
+    ),
     "prodigy_linear": Optimizer(prodigy_linear, group="annealed"),
     "dadapt_linear": Optimizer(dadapt_linear, group="annealed"),
     "refined_adam": Optimizer(

@@ -84,12 +84,14 @@ def headline(results: dict[str, Any]) -> list[str]:
         state = model["variants"].get("salsa", {}).get("memory", {})
         compiles = {v["compile_count"] for v in model["variants"].values()}
         salsa_cpu = f" (CPU {fmt(median(steady(model, 'salsa', 'cpu').get('ratio')), 3)})"
+        wall = median(speedup.get("wall"))
+        versus_torch = "not run" if wall is None else f"{fmt(wall)}× faster"
         lines.append(
             f"| {model['description']}, batch {model['batch_size']} "
             f"| {fmt(median(steady(model, 'salsa').get('ratio')), 3)}{salsa_cpu if cpu else ''} "
             f"| {fmt(median(every.get('ratio')), 3)} ({fmt(every.get('physical_limit'), 3)}) "
             f"| {fmt(median(steady(model, 'optax_backtracking').get('ratio')), 3)} "
-            f"| {fmt(median(speedup.get('wall')))}× faster "
+            f"| {versus_torch} "
             f"| Adam's + {fmt(state.get('opt_state_extra_param_copies'))} param copies "
             f"| {', '.join(map(str, sorted(compiles)))} |"
         )

@@ -41,6 +41,7 @@ def salsa(
     search_with_momentum: bool = False,
     rescale_momentum: Any = True,
     step_multiplier: Any = 1.0,
+    multiplier_distance: Any = None,
     searched_step_along_momentum: bool = False,
     adaptive_search_frequency: Any = DEFAULTS.adaptive_search_frequency,
     decrease_factor: Any = DEFAULTS.decrease_factor,
@@ -95,6 +96,16 @@ def salsa(
         it. With ``c = 0.5`` an accepted step lies short of the minimum of the loss along the
         search direction, where a quadratic model puts it; ``2`` moves towards the far side of
         that minimum, where the largest stable step of gradient descent lies.
+      multiplier_distance: ``None`` (every parameter takes ``step_multiplier``), or
+        :math:`\delta > 0`: a parameter leaf takes the multiplier only as far as it has moved
+        from its initial value :math:`w_0`, :math:`1 + (\mu - 1)\min(1, \|w - w_0\| / (\delta
+        \|w_0\|))` times the step size, measured at each search (a leaf that starts at zero
+        counts as far): weights trained from scratch soon move by their initial norm, fine-tuned
+        weights stay near their pretrained values and keep the search's step. While any leaf is
+        scale-invariant (its gradient orthogonal to it at every search, as BatchNorm makes the
+        weights before it), no leaf takes the multiplier: the step size of such a network
+        follows its weight norms, and longer steps there feed back into them (README, *Fifth
+        round*). The state keeps a copy of the initial parameters.
       searched_step_along_momentum: a searched step moves along the (rescaled) momentum
         direction with the accepted step size, as a skipped step does, instead of to the accepted
         trial point on :math:`-P g` (static).
@@ -149,6 +160,7 @@ def salsa(
         name="salsa",
         weight_decay=weight_decay,
         step_multiplier=step_multiplier,
+        multiplier_distance=multiplier_distance,
         searched_step_along_step_direction=searched_step_along_momentum,
         reference_bypass=reference_bypass,
         **search_arguments(locals()),

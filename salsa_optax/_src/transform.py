@@ -22,6 +22,10 @@ from salsa_optax._src.validation import (
 VALUE_MISMATCH_RTOL = 1e-3
 # With growth_margin, the stored step size grows at most by this factor per search.
 MAX_MARGIN_GROWTH = 2.0
+# With multiplier_distance, a leaf whose gradient is this orthogonal to it counts as scale-invariant
+# (float32 round-off of the dot product is far below; a generic leaf of n entries shows about
+# 1/sqrt(n), and needs to fall below it at every search to count).
+SCALE_INVARIANCE_RTOL = 1e-3
 
 
 class SalsaInfo(NamedTuple):
@@ -37,7 +41,8 @@ class SalsaInfo(NamedTuple):
       num_evaluations: calls of ``value_fn`` in the last step (the gradient evaluation made by
         the caller is not counted).
       num_backtracks: rejected trials in the last step.
-      step_size: the step size multiplying the direction in the last step's update.
+      step_size: the step size multiplying the direction in the last step's update (with
+        ``multiplier_distance``, that of the parameter leaf with the largest multiplier).
       armijo_margin: smallest ``|lhs - rhs| / |rhs|`` over the last step's tests (``inf`` when
         none).
       total_searches: steps that ran the line search so far.
@@ -68,6 +73,23 @@ class SalsaInfo(NamedTuple):
     total_value_mismatches: jax.Array  # int32
 
 
+class DistanceState(NamedTuple):
+    """Where each parameter leaf started, for ``multiplier_distance``.
+
+    Attributes:
+      initial_params: the parameters given to ``init``.
+      scale_invariant: per leaf (a bool), whether the gradient was orthogonal to the leaf at
+        every search so far (``True`` before the first); while any leaf is, every multiplier
+        is 1.
+      multipliers: per leaf (a scalar, the state's float type), the factor its steps take, as of
+        the last search.
+    """
+
+    initial_params: Any
+    scale_invariant: Any
+    multipliers: Any
+
+
 class ScaleBySalsaState(NamedTuple):
     """State of a SaLSa transform.
 
@@ -82,6 +104,7 @@ class ScaleBySalsaState(NamedTuple):
       directions: state of the direction (Adam moments for the full optimizer).
       aux: with ``aux_like``, the auxiliary output of ``value_fn`` at the accepted trial (on a step
         without a search, the ``aux`` given to ``update``, or the previous one); else ``None``.
+      distance: with ``multiplier_distance``, a :class:`DistanceState`; else ``None``.
       info: :class:`SalsaInfo`.
     """
 
@@ -94,6 +117,7 @@ class ScaleBySalsaState(NamedTuple):
     steps_since_search: jax.Array  # int32
     directions: Any
     aux: Any
+    distance: Any
     info: SalsaInfo
 
 
@@ -140,6 +164,11 @@ def _check_hyperparameters(**values: Any) -> None:
         "max_search_interval": (lambda v: v >= 1, "max_search_interval >= 1", {}),
         "weight_decay": (lambda v: v >= 0, "weight_decay >= 0", {}),
         "step_multiplier": (lambda v: v > 0, "step_multiplier > 0", {}),
+        "multiplier_distance": (
+            lambda v: v > 0,
+            "multiplier_distance > 0 (or None: every parameter takes step_multiplier)",
+            {"optional": True},
+        ),
     }
     for name, value in values.items():
         is_valid, requirement, options = requirements[name]
@@ -183,6 +212,63 @@ def _grown_by_margin(
     return jnp.where(first_passed, grown, step_size).astype(step_size.dtype)
 
 
+def _scale_invariant(grad: optax.Updates, params: optax.Params, dtype) -> Any:
+    r"""Per leaf, whether a non-zero gradient is orthogonal to the non-zero leaf,
+    :math:`|\langle g, w\rangle| \le 10^{-3} \|g\| \|w\|`: the loss does not change with the
+    leaf's scale (a weight BatchNorm normalises).
+
+    Examples:
+      >>> w = {"kernel": jnp.array([3.0, 4.0]), "bias": jnp.ones(2), "unused": jnp.ones(2)}
+      >>> g = {"kernel": jnp.array([-4.0, 3.0]), "bias": jnp.ones(2), "unused": jnp.zeros(2)}
+      >>> {k: bool(v) for k, v in _scale_invariant(g, w, jnp.float32).items()}
+      {'bias': False, 'kernel': True, 'unused': False}
+    """
+
+    def invariant(g, w):
+        g, w = jnp.asarray(g, dtype), jnp.asarray(w, dtype)
+        radial = jnp.abs(optax.tree.real(optax.tree.vdot(g, w)))
+        scale = optax.tree.norm(g) * optax.tree.norm(w)
+        return (scale > 0) & (radial <= SCALE_INVARIANCE_RTOL * scale)
+
+    return jax.tree.map(invariant, grad, params)
+
+
+def _distance_multipliers(
+    params: optax.Params,
+    initial_params: optax.Params,
+    scale_invariant: Any,
+    step_multiplier: Any,
+    distance: Any,
+    dtype,
+) -> Any:
+    r"""Per leaf, :math:`1 + (\mu - 1) \min(1, \|w - w_0\| / (\delta \|w_0\|))`; all 1 when any
+    leaf is scale-invariant.
+
+    A leaf that started at zero counts as far from its start.
+
+    Examples:
+      >>> w0 = {"far": jnp.zeros(2), "half": jnp.ones(4), "still": jnp.ones(2)}
+      >>> w = {"far": jnp.ones(2), "half": jnp.array([2.0, 1.0, 1.0, 1.0]), "still": jnp.ones(2)}
+      >>> invariant = {"far": False, "half": False, "still": False}
+      >>> m = _distance_multipliers(w, w0, invariant, 2.0, 1.0, jnp.float32)
+      >>> [float(m[k]) for k in ("far", "half", "still")]
+      [2.0, 1.5, 1.0]
+      >>> m = _distance_multipliers(w, w0, dict(invariant, still=True), 2.0, 1.0, jnp.float32)
+      >>> [float(m[k]) for k in ("far", "half", "still")]
+      [1.0, 1.0, 1.0]
+    """
+    normalised = jnp.any(jnp.asarray(jax.tree.leaves(scale_invariant)))
+
+    def multiplier(w, w0):
+        moved = optax.tree.norm(jnp.asarray(w, dtype) - jnp.asarray(w0, dtype))
+        start = optax.tree.norm(jnp.asarray(w0, dtype))
+        far = jnp.where(start > 0, moved / jnp.where(start > 0, start, 1) / distance, jnp.inf)
+        grown = 1 + (step_multiplier - 1) * jnp.minimum(far, 1)
+        return jnp.where(normalised, 1, grown).astype(dtype)
+
+    return jax.tree.map(multiplier, params, initial_params)
+
+
 def search_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
     """The search hyper-parameters (and ``aux_like``) among a factory's arguments, ``locals()``.
 
@@ -212,11 +298,12 @@ def salsa_transformation(
     growth_margin: Any = None,
     weight_decay: Any = 0.0,
     step_multiplier: Any = 1.0,
+    multiplier_distance: Any = None,
     searched_step_along_step_direction: bool = False,
     reference_bypass: bool = False,
     aux_like: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """The one SaLSa implementation behind every public transform and alias.
+    r"""The one SaLSa implementation behind every public transform and alias.
 
     Args:
       directions: how the incoming updates become the search and step directions.
@@ -225,6 +312,11 @@ def salsa_transformation(
         from the decayed parameters.
       step_multiplier: every step moves this many times the step size the search accepted (or,
         on a skipped step, proposed); the search and the stored step size do not see it.
+      multiplier_distance: ``None``, or :math:`\delta`: a parameter leaf takes the multiplier
+        only as far as it has moved from its initial value, :math:`1 + (\mu - 1) \min(1, \|w -
+        w_0\| / (\delta \|w_0\|))`, measured at each search, and no leaf does while any leaf
+        is scale-invariant (its gradient orthogonal to it at every search: BatchNorm); the state
+        keeps the initial parameters.
       searched_step_along_step_direction: a searched step moves along the step direction with the
         accepted step size instead of to the accepted trial point (static).
       reference_bypass: skip the search when the loss or the smoothed slope is below 1e-8, as
@@ -251,6 +343,7 @@ def salsa_transformation(
         max_search_interval=max_search_interval,
         weight_decay=weight_decay,
         step_multiplier=step_multiplier,
+        multiplier_distance=multiplier_distance,
     )
     armijo_config = armijo.ArmijoConfig(
         slope_rtol=slope_rtol,
@@ -266,6 +359,9 @@ def salsa_transformation(
     )
     cap = jnp.inf if max_learning_rate is None else max_learning_rate
     no_weight_decay = isinstance(weight_decay, (int, float)) and weight_decay == 0
+    # With multiplier_distance each leaf's update carries its own multiplier; else all share it.
+    per_leaf = multiplier_distance is not None
+    shared_multiplier = 1.0 if per_leaf else step_multiplier
 
     def init_fn(params: optax.Params) -> ScaleBySalsaState:
         dtype = _scalar_dtype(params)
@@ -282,6 +378,13 @@ def salsa_transformation(
             steps_since_search=count(),
             directions=directions.init(params),
             aux=None if aux_like is None else _zeros_like_aux(aux_like),
+            distance=None
+            if multiplier_distance is None
+            else DistanceState(
+                initial_params=jax.tree.map(jnp.array, params),
+                scale_invariant=jax.tree.map(lambda _: jnp.asarray(True), params),
+                multipliers=jax.tree.map(lambda _: jnp.ones((), dtype), params),
+            ),
             info=SalsaInfo(
                 searched=jnp.asarray(False),
                 search_outcome=count(),
@@ -340,7 +443,16 @@ def salsa_transformation(
         if aux_like is not None and aux is not None:
             _check_aux(aux, aux_like, name)
             current_aux = aux
-        scalars = state._replace(directions=None, aux=current_aux)
+
+        def largest_multiplier(distance_state):
+            # What info.step_size reports: the step of the leaf that moves farthest.
+            if distance_state is None:
+                return step_multiplier
+            return jnp.max(jnp.asarray(jax.tree.leaves(distance_state.multipliers)))
+
+        # The branches of lax.cond carry no parameter-sized state.
+        distance = None if state.distance is None else state.distance._replace(initial_params=None)
+        scalars = state._replace(directions=None, aux=current_aux, distance=distance)
         totals = state.info
 
         # The branches below return scalars only: the parameter-sized update is formed once,
@@ -379,7 +491,25 @@ def salsa_transformation(
             fast, slow = search_frequency.update_averages(
                 state.learning_rate_fast, state.learning_rate_slow, step_size
             )
-            taken = result.step_taken * step_multiplier
+            taken = result.step_taken * shared_multiplier
+            new_distance = distance
+            if per_leaf:
+                invariant = jax.tree.map(
+                    jnp.logical_and,
+                    distance.scale_invariant,
+                    _scale_invariant(grad, params, dtype),
+                )
+                new_distance = distance._replace(
+                    scale_invariant=invariant,
+                    multipliers=_distance_multipliers(
+                        params,
+                        state.distance.initial_params,
+                        invariant,
+                        step_multiplier,
+                        multiplier_distance,
+                        dtype,
+                    ),
+                )
             accepted = (result.outcome == armijo.ACCEPTED) | (
                 result.outcome == armijo.ZERO_DECREASE
             )
@@ -393,12 +523,13 @@ def salsa_transformation(
                 learning_rate_slow=slow,
                 steps_since_search=jnp.zeros_like(state.steps_since_search),
                 aux=result.aux,
+                distance=new_distance,
                 info=totals._replace(
                     searched=jnp.asarray(True),
                     search_outcome=result.outcome,
                     num_evaluations=num_evaluations,
                     num_backtracks=num_backtracks,
-                    step_size=taken,
+                    step_size=result.step_taken * largest_multiplier(new_distance),
                     armijo_margin=result.min_margin,
                     total_searches=totals.total_searches + 1,
                     total_evaluations=totals.total_evaluations + num_evaluations,
@@ -415,7 +546,7 @@ def salsa_transformation(
             return new_scalars, coefficients
 
         def skip(_):
-            step = proposal * step_multiplier
+            step = proposal * shared_multiplier
             new_scalars = scalars._replace(
                 steps_since_search=state.steps_since_search + 1,
                 info=totals._replace(
@@ -423,7 +554,7 @@ def salsa_transformation(
                     search_outcome=jnp.asarray(armijo.SKIPPED, jnp.int32),
                     num_evaluations=jnp.zeros_like(totals.num_evaluations),
                     num_backtracks=jnp.zeros_like(totals.num_backtracks),
-                    step_size=step,
+                    step_size=proposal * largest_multiplier(distance),
                     armijo_margin=jnp.full_like(totals.armijo_margin, jnp.inf),
                 ),
             )
@@ -452,13 +583,18 @@ def salsa_transformation(
         # A non-finite or non-descent step leaves everything as it was but the diagnostics.
         moves = finite & (new_scalars.info.search_outcome != armijo.NON_DESCENT)
 
-        def combine(p, d_search, d_step):
+        def combine(p, d_search, d_step, multiplier=None):
             update = search_coef * d_search + step_coef * d_step
+            if multiplier is not None:
+                update = multiplier * update
             if not no_weight_decay:
                 update = update + decay_rate * p
             return jnp.where(moves, update, 0).astype(p.dtype)
 
-        new_updates = jax.tree.map(combine, params, search_direction, step_direction)
+        per_leaf_trees = (new_scalars.distance.multipliers,) if per_leaf else ()
+        new_updates = jax.tree.map(
+            combine, params, search_direction, step_direction, *per_leaf_trees
+        )
         nonfinite_info = totals._replace(
             searched=jnp.asarray(False),
             search_outcome=jnp.asarray(armijo.NON_FINITE, jnp.int32),
@@ -471,7 +607,7 @@ def salsa_transformation(
         info = jax.tree.map(
             lambda new, old: jnp.where(finite, new, old), new_scalars.info, nonfinite_info
         )
-        kept = state._replace(directions=None, info=info)
+        kept = state._replace(directions=None, distance=distance, info=info)
         new_scalars = jax.tree.map(
             lambda new, old: jnp.where(moves, new, old), new_scalars._replace(info=info), kept
         )
@@ -480,6 +616,10 @@ def salsa_transformation(
             directions_state,
             state.directions,
         )
+        if per_leaf:
+            new_scalars = new_scalars._replace(
+                distance=new_scalars.distance._replace(initial_params=state.distance.initial_params)
+            )
         new_state = new_scalars._replace(
             count=jnp.where(moves, optax.safe_increment(state.count), state.count),
             directions=new_directions,
