@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import salsa_optax
-from salsa_optax._src import armijo, search_frequency
+from salsa_optax._src import armijo, search_frequency, transform
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -181,7 +181,10 @@ def test_multiplier_distance_scales_each_leaf_by_how_far_it_moved_at_the_last_se
     assert searches >= 3 and len(factors) > searches  # searched and skipped steps were compared
     # The moved leaf's factor started at 1, passed between its bounds and reached mu.
     assert factors[0] == 1 and any(1 < f < mu for f in factors) and max(factors) == mu
-    assert not any(jax.tree.leaves(leaf_state.distance.scale_invariant))
+    distance = leaf_state.distance
+    assert not any(
+        jax.tree.leaves(transform._scale_invariant(distance.radial_sum, distance.radial_count))
+    )
     for name in w0:
         np.testing.assert_array_equal(leaf_state.distance.initial_params[name], w0[name])
 
@@ -198,8 +201,12 @@ def test_multiplier_distance_leaves_a_network_with_a_scale_invariant_leaf_unmult
     w, leaf_state = rows[-1][0], rows[-1][-1]
     # Without the invariant leaf the others would have moved far enough to take mu.
     assert np.linalg.norm(w["moved"] - w0["moved"]) > delta * np.linalg.norm(w0["moved"])
-    flags = leaf_state.distance.scale_invariant
+    distance = leaf_state.distance
+    flags = transform._scale_invariant(distance.radial_sum, distance.radial_count)
     assert bool(flags["invariant"]) and not bool(flags["fresh"]) and not bool(flags["moved"])
+    # n cos^2(g, w): round-off on the invariant leaf, order one or more on the others.
+    mean = jax.tree.map(lambda t, c: float(t / c), distance.radial_sum, distance.radial_count)
+    assert mean["invariant"] < 1e-9 and mean["fresh"] > 0.1 and mean["moved"] > 0.1
 
 
 # ------------------------------------------------------------------------------------------------

@@ -22,10 +22,10 @@ from salsa_optax._src.validation import (
 VALUE_MISMATCH_RTOL = 1e-3
 # With growth_margin, the stored step size grows at most by this factor per search.
 MAX_MARGIN_GROWTH = 2.0
-# With multiplier_distance, a leaf whose gradient is this orthogonal to it counts as scale-invariant
-# (float32 round-off of the dot product is far below; a generic leaf of n entries shows about
-# 1/sqrt(n), and needs to fall below it at every search to count).
-SCALE_INVARIANCE_RTOL = 1e-3
+# With multiplier_distance, a leaf of n entries counts as scale-invariant while the mean over
+# searches of n cos^2(g, w) is below this: a gradient uncorrelated with the leaf gives 1 on
+# average, a leaf the loss depends on through its direction only gives float round-off.
+SCALE_INVARIANCE_LEVEL = 1e-2
 
 
 class SalsaInfo(NamedTuple):
@@ -74,19 +74,21 @@ class SalsaInfo(NamedTuple):
 
 
 class DistanceState(NamedTuple):
-    """Where each parameter leaf started, for ``multiplier_distance``.
+    r"""Where each parameter leaf started, for ``multiplier_distance``.
 
     Attributes:
       initial_params: the parameters given to ``init``.
-      scale_invariant: per leaf (a bool), whether the gradient was orthogonal to the leaf at
-        every search so far (``True`` before the first); while any leaf is, every multiplier
-        is 1.
+      radial_sum: per leaf, the sum over searches of :math:`n \cos^2(g, w)` (``n`` its size).
+      radial_count: per leaf, the searches that measured it (those with :math:`g, w \ne 0`).
+        A leaf whose mean is below ``SCALE_INVARIANCE_LEVEL`` is scale-invariant; while any leaf
+        is, every multiplier is 1.
       multipliers: per leaf (a scalar, the state's float type), the factor its steps take, as of
         the last search.
     """
 
     initial_params: Any
-    scale_invariant: Any
+    radial_sum: Any
+    radial_count: Any
     multipliers: Any
 
 
@@ -212,25 +214,37 @@ def _grown_by_margin(
     return jnp.where(first_passed, grown, step_size).astype(step_size.dtype)
 
 
-def _scale_invariant(grad: optax.Updates, params: optax.Params, dtype) -> Any:
-    r"""Per leaf, whether a non-zero gradient is orthogonal to the non-zero leaf,
-    :math:`|\langle g, w\rangle| \le 10^{-3} \|g\| \|w\|`: the loss does not change with the
-    leaf's scale (a weight BatchNorm normalises).
+def _radial_alignment(grad: optax.Updates, params: optax.Params, dtype) -> tuple[Any, Any]:
+    r"""Per leaf, :math:`n \cos^2(g, w)` and whether it was measured (:math:`g, w \ne 0`).
 
     Examples:
       >>> w = {"kernel": jnp.array([3.0, 4.0]), "bias": jnp.ones(2), "unused": jnp.ones(2)}
       >>> g = {"kernel": jnp.array([-4.0, 3.0]), "bias": jnp.ones(2), "unused": jnp.zeros(2)}
-      >>> {k: bool(v) for k, v in _scale_invariant(g, w, jnp.float32).items()}
-      {'bias': False, 'kernel': True, 'unused': False}
+      >>> alignment, measured = _radial_alignment(g, w, jnp.float32)
+      >>> {k: (float(alignment[k]), bool(measured[k])) for k in w}
+      {'kernel': (0.0, True), 'bias': (2.0, True), 'unused': (0.0, False)}
     """
 
-    def invariant(g, w):
+    def alignment(g, w):
         g, w = jnp.asarray(g, dtype), jnp.asarray(w, dtype)
         radial = jnp.abs(optax.tree.real(optax.tree.vdot(g, w)))
         scale = optax.tree.norm(g) * optax.tree.norm(w)
-        return (scale > 0) & (radial <= SCALE_INVARIANCE_RTOL * scale)
+        measured = scale > 0
+        cosine = radial / jnp.where(measured, scale, 1)
+        return jnp.where(measured, jnp.size(w) * cosine**2, 0).astype(dtype), measured
 
-    return jax.tree.map(invariant, grad, params)
+    pairs = jax.tree.map(alignment, grad, params)
+    outer, inner = jax.tree.structure(params), jax.tree.structure((0, 0))
+    return jax.tree.transpose(outer, inner, pairs)
+
+
+def _scale_invariant(radial_sum: Any, radial_count: Any) -> Any:
+    """Per leaf, whether its mean radial alignment is below ``SCALE_INVARIANCE_LEVEL``."""
+    return jax.tree.map(
+        lambda total, count: (count > 0) & (total < SCALE_INVARIANCE_LEVEL * count),
+        radial_sum,
+        radial_count,
+    )
 
 
 def _distance_multipliers(
@@ -382,7 +396,8 @@ def salsa_transformation(
             if multiplier_distance is None
             else DistanceState(
                 initial_params=jax.tree.map(jnp.array, params),
-                scale_invariant=jax.tree.map(lambda _: jnp.asarray(True), params),
+                radial_sum=jax.tree.map(lambda _: jnp.zeros((), dtype), params),
+                radial_count=jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params),
                 multipliers=jax.tree.map(lambda _: jnp.ones((), dtype), params),
             ),
             info=SalsaInfo(
@@ -494,17 +509,20 @@ def salsa_transformation(
             taken = result.step_taken * shared_multiplier
             new_distance = distance
             if per_leaf:
-                invariant = jax.tree.map(
-                    jnp.logical_and,
-                    distance.scale_invariant,
-                    _scale_invariant(grad, params, dtype),
+                alignment, measured = _radial_alignment(grad, params, dtype)
+                radial_sum = jax.tree.map(jnp.add, distance.radial_sum, alignment)
+                radial_count = jax.tree.map(
+                    lambda count, new: count + new.astype(jnp.int32),
+                    distance.radial_count,
+                    measured,
                 )
                 new_distance = distance._replace(
-                    scale_invariant=invariant,
+                    radial_sum=radial_sum,
+                    radial_count=radial_count,
                     multipliers=_distance_multipliers(
                         params,
                         state.distance.initial_params,
-                        invariant,
+                        _scale_invariant(radial_sum, radial_count),
                         step_multiplier,
                         multiplier_distance,
                         dtype,
