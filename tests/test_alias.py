@@ -48,7 +48,12 @@ def test_a_preset_without_fixed_arguments_keeps_every_argument():
 
 
 @pytest.mark.parametrize(
-    ("factory", "name"), [(salsa_optax.salsa, "salsa"), (salsa_optax.salsa_sgd, "salsa_sgd")]
+    ("factory", "name"),
+    [
+        (salsa_optax.salsa, "salsa"),
+        (salsa_optax.salsa_sgd, "salsa_sgd"),
+        (salsa_optax.scale_by_salsa, "scale_by_salsa"),
+    ],
 )
 def test_errors_name_the_optimizer(factory, name):
     tx = factory()

@@ -76,14 +76,16 @@ def _sum_squares(w):
 # Decoupled weight decay: w_new = w - lambda * eta_stored * w - k * eta * P g (first step, Adam).
 
 
-@pytest.mark.parametrize(("growth", "multiplier"), [(1.1, 1.0), (1.0, 2.5)])
+@pytest.mark.parametrize(
+    ("growth", "multiplier", "decay"), [(1.1, 1.0, 0.1), (1.0, 2.5, 0.1), (1.0, 1.0, 1.0)]
+)
 def test_weight_decay_uses_the_stored_step_size_and_the_multiplier_only_the_step(
-    growth, multiplier
+    growth, multiplier, decay
 ):
-    w = jnp.array([1.5, -0.75, 2.0])
+    w = jnp.array([0.25, -0.125, 0.375])
     target = w + jnp.array([10.0, -10.0, 10.0])
     loss = lambda p: jnp.sum((p - target) ** 2)
-    decay, stored, eps = 0.1, 0.125, 1e-8
+    stored, eps = 0.125, 1e-8
     tx = salsa_optax.salsa(
         weight_decay=decay,
         initial_learning_rate=stored,
@@ -106,6 +108,11 @@ def test_weight_decay_uses_the_stored_step_size_and_the_multiplier_only_the_step
     preconditioned = g / (np.abs(g) + eps)
     expected = w64 - decay * stored * w64 - multiplier * eta * preconditioned
     np.testing.assert_allclose(np.asarray(w + updates), expected, rtol=1e-13, atol=0)
+    # The trial point the search tested starts from the decayed parameters: its margin says so.
+    trial = w64 - decay * stored * w64 - eta * preconditioned
+    decrease = np.sum((w64 - target) ** 2) - np.sum((trial - target) ** 2)
+    rhs = 0.5 * eta * (g @ preconditioned)  # c = 0.5; beta3 cancels from both sides
+    np.testing.assert_allclose(float(info.armijo_margin), abs(decrease - rhs) / rhs, rtol=1e-10)
 
 
 def test_step_multiplier_multiplies_searched_and_skipped_steps_alike():
@@ -404,14 +411,21 @@ def test_exhausted_search_takes_no_step_and_keeps_the_stored_step_size():
     assert float(_get(state, "learning_rate")) == 0.5
 
 
-def test_non_descent_direction_takes_no_step_and_keeps_the_state():
-    """scale_by_salsa takes descent-form updates: the raw gradient is an ascent direction."""
+@pytest.mark.parametrize(
+    "direction",
+    [None, jnp.array([2.0, -1.0])],
+    ids=["ascent", "orthogonal"],
+)
+def test_non_descent_direction_takes_no_step_and_keeps_the_state(direction):
+    """scale_by_salsa takes descent-form updates: the raw gradient is an ascent direction, and a
+    direction orthogonal to the gradient (slope exactly 0) is no descent direction either."""
     tx = salsa_optax.scale_by_salsa()
     w = jnp.array([1.0, 2.0])
     state = tx.init(w)
-    updates, new_state = _step(tx, w, _sum_squares, state)
+    updates, new_state = _step(tx, w, _sum_squares, state, updates=direction)
     assert int(_info(new_state).search_outcome) == NON_DESCENT
     assert int(_info(new_state).num_evaluations) == 0
+    assert int(_info(new_state).total_nondescent_skipped) == 1
     np.testing.assert_array_equal(updates, jnp.zeros_like(w))
     for old, new in zip(_without(state), _without(new_state), strict=True):
         np.testing.assert_array_equal(new, old)
@@ -456,8 +470,9 @@ def test_published_bypasses_on_a_small_loss_with_a_large_slope():
     [lambda p: jnp.sum((p - 1.0) ** 2) - 10.0, _flat_loss],
     ids=["negative_loss", "small_slope"],
 )
-def test_salsa_searches_where_the_reference_would_bypass(loss):
-    tx = salsa_optax.salsa(adaptive_search_frequency=False)
+@pytest.mark.parametrize("make_tx", [salsa_optax.salsa, _sgd_search], ids=["salsa", "salsa_sgd"])
+def test_salsa_searches_where_the_reference_would_bypass(loss, make_tx):
+    tx = make_tx(adaptive_search_frequency=False)
     _, state = _step(tx, jnp.array([0.0, 3.5]), loss)
     info = _info(state)
     assert bool(info.searched)
@@ -752,3 +767,162 @@ def test_an_exhausted_search_keeps_the_aux_it_was_given():
     )  # fmt: skip
     assert int(state.info.search_outcome) == EXHAUSTED
     assert float(state.aux["probe"]) == -7.0
+
+
+# ------------------------------------------------------------------------------------------------
+# growth_margin: after a first trial that passed with margin m > m0, store
+# eta * min(2, (1 + m) / (1 + m0)). On f = |w|^2 along the gradient with beta3 = 0, a trial eta
+# gives lhs / rhs = (1 - eta) / c.
+
+
+@pytest.mark.parametrize(
+    ("c", "eta", "margin0", "cap", "stored"),
+    [
+        (0.5, 0.25, 0.0, None, 0.375),  # m = 0.5: factor 1.5
+        (0.5, 0.25, 0.25, None, 0.3),  # factor 1.5 / 1.25 = 1.2
+        (0.5, 0.25, 0.5, None, 0.25),  # m = m0: factor 1, kept
+        (0.5, 0.25, 1.0, None, 0.25),  # m < m0: the factor is never below 1
+        (0.25, 0.125, 0.0, None, 0.25),  # m = 2.5: factor 3.5, at most 2
+        (0.5, 0.25, 0.0, 0.3125, 0.3125),  # grown to 0.375, capped by max_learning_rate
+    ],
+)
+def test_growth_margin_stores_the_step_size_grown_by_the_first_trials_margin(
+    c, eta, margin0, cap, stored
+):
+    tx = _sgd_search(
+        slope_rtol=c, smoothing=0.0, increase_factor=1.0, initial_learning_rate=eta,
+        growth_margin=margin0, max_learning_rate=cap,
+    )  # fmt: skip
+    w = jnp.array([1.0, -0.5])
+    updates, state = _step(tx, w, _sum_squares)
+    info = _info(state)
+    assert int(info.search_outcome) == ACCEPTED and int(info.num_evaluations) == 1
+    np.testing.assert_allclose(float(info.armijo_margin), (1 - eta) / c - 1, rtol=1e-15)
+    np.testing.assert_allclose(float(_get(state, "learning_rate")), stored, rtol=1e-15)
+    # The step taken is the accepted trial's; only the stored step size grows.
+    assert float(info.step_size) == eta
+    np.testing.assert_array_equal(updates, -eta * 2 * w)
+
+
+def test_growth_margin_does_not_grow_after_a_backtrack():
+    """c = 1/4, f = w^2 at w = 1: eta = 1 lands on the mirror point (rejected, margin 1), eta = 1/2
+    on the minimum (lhs = 1 = 2 rhs, margin 1). Both margins exceed m0 = 0, but the first trial was
+    rejected: the stored step size is the accepted 1/2, not 1."""
+    tx = _sgd_search(
+        slope_rtol=0.25, smoothing=0.0, decrease_factor=0.5, increase_factor=1.0,
+        initial_learning_rate=1.0, growth_margin=0.0,
+    )  # fmt: skip
+    updates, state = _step(tx, jnp.array([1.0]), _sum_squares)
+    info = _info(state)
+    assert int(info.search_outcome) == ACCEPTED and int(info.num_evaluations) == 2
+    assert float(info.armijo_margin) == 1.0
+    assert float(_get(state, "learning_rate")) == 0.5
+    np.testing.assert_array_equal(updates, jnp.array([-1.0]))
+
+
+def test_growth_margin_does_not_grow_after_an_exhausted_search():
+    """One trial allowed, and it is rejected with margin 1 > m0: the stored step size is kept."""
+    tx = _sgd_search(
+        slope_rtol=0.25, smoothing=0.0, increase_factor=1.0, initial_learning_rate=1.0,
+        growth_margin=0.0, max_backtracking_steps=1,
+    )  # fmt: skip
+    updates, state = _step(tx, jnp.array([1.0]), _sum_squares)
+    info = _info(state)
+    assert int(info.search_outcome) == EXHAUSTED
+    assert float(info.armijo_margin) == 1.0
+    assert float(_get(state, "learning_rate")) == 1.0
+    np.testing.assert_array_equal(updates, jnp.array([0.0]))
+
+
+@pytest.mark.parametrize(
+    ("value", "at_params", "mismatch"),
+    [
+        (1.0, 1.0, 0),
+        (1.0, 1.0005, 0),  # within the relative tolerance 1e-3
+        (100.0, 100.05, 0),  # relative to the larger of the two
+        (1.0, 1.002, 1),
+        (1.0, -1.0, 1),  # the same size, the other sign
+        (0.0, 0.0, 0),  # an exact zero agrees with itself
+    ],
+)
+def test_an_exhausted_search_counts_a_value_fn_that_disagrees_with_value(
+    value, at_params, mismatch
+):
+    """Every trial looks worse than `value`; the one evaluation at params after the exhausted
+    search compares value_fn(params) with `value` to a relative 1e-3."""
+    w, g = jnp.array([1.0, 2.0]), jnp.array([1.0, -1.0])
+    value_fn = lambda p: jnp.where(jnp.all(p == w), at_params, value + 1.0)
+    tx = _sgd_search(max_backtracking_steps=2)
+    updates, state = _step(tx, w, _sum_squares, value=value, grad=g, updates=g, value_fn=value_fn)
+    info = _info(state)
+    assert int(info.search_outcome) == EXHAUSTED
+    assert int(info.num_evaluations) == 3  # two trials and the check at params
+    assert int(info.total_value_mismatches) == mismatch
+    np.testing.assert_array_equal(updates, jnp.zeros_like(w))
+
+
+def test_without_weight_decay_a_frozen_infinite_leaf_is_left_as_it_is():
+    """weight_decay=0 adds nothing, not even 0 * w: a -inf leaf the loss reads through exp (a
+    mask kept among the parameters, gradient 0) stays -inf in the trial points and the step."""
+    target = jnp.array([1.0, -2.0])
+    loss = lambda p: jnp.sum((p["w"] - target) ** 2) + jnp.sum(jnp.exp(p["mask"]))
+    w = {"w": jnp.array([0.5, 0.25]), "mask": jnp.array([-jnp.inf])}
+    tx = salsa_optax.salsa(adaptive_search_frequency=False)
+    updates, state = _step(tx, w, loss)
+    assert int(_info(state).search_outcome) == ACCEPTED
+    np.testing.assert_array_equal(updates["mask"], jnp.zeros(1))
+    # The same step as without the mask.
+    alone, _ = _step(tx, {"w": w["w"]}, lambda p: jnp.sum((p["w"] - target) ** 2))
+    np.testing.assert_array_equal(updates["w"], alone["w"])
+
+
+_COUNTERS = (
+    "count", "steps_since_search", "search_outcome", "num_evaluations", "num_backtracks",
+    "total_searches", "total_evaluations", "total_backtracks", "total_exhausted",
+    "total_nonfinite_skipped", "total_nondescent_skipped", "total_value_mismatches",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("dtypes", "scalar_dtype"),
+    [
+        ([jnp.float32], jnp.float32),
+        ([jnp.float64], jnp.float64),
+        ([jnp.bfloat16, jnp.float16], jnp.float32),
+        ([], jnp.float32),
+    ],
+    ids=["float32", "float64", "half", "empty"],
+)
+def test_the_initial_state_by_value_in_the_parameters_float_dtype(dtypes, scalar_dtype):
+    """With float64 enabled, the scalars still take the parameters' float type (at least
+    float32), the counters int32; before any step nothing has been searched or counted."""
+    params = {str(i): jnp.zeros(2, dtype) for i, dtype in enumerate(dtypes)}
+    state = salsa_optax.scale_by_salsa(initial_learning_rate=0.375).init(params)
+    floats = {
+        "learning_rate": 0.375,
+        "avg_decrease": 0.0,
+        "avg_slope": 0.0,
+        "learning_rate_fast": 1e-8,
+        "learning_rate_slow": 1e-8,
+        "step_size": 0.0,
+        "armijo_margin": np.inf,
+    }
+    for name, value in floats.items():
+        leaf = _get(state, name)
+        expected = float(np.asarray(value, scalar_dtype))  # 1e-8 rounded to the dtype
+        assert (leaf.shape, leaf.dtype, float(leaf)) == ((), scalar_dtype, expected), name
+    for name in _COUNTERS:
+        leaf = _get(state, name)
+        assert (leaf.shape, leaf.dtype, int(leaf)) == ((), jnp.int32, 0), name
+    assert _info(state).searched.dtype == jnp.bool_ and not bool(_info(state).searched)
+    assert state.aux is None
+
+
+def test_a_step_keeps_every_state_type_with_float32_parameters_and_float64_enabled():
+    w = jnp.array([0.5, -1.0], jnp.float32)
+    tx = salsa_optax.salsa(adaptive_search_frequency=False)
+    state = tx.init(w)
+    _, new_state = _step(tx, w, _sum_squares, state)
+    assert int(_info(new_state).search_outcome) == ACCEPTED
+    for old, new in zip(jax.tree.leaves(state), jax.tree.leaves(new_state), strict=True):
+        assert (new.dtype, new.shape) == (old.dtype, old.shape)

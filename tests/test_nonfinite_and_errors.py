@@ -1,5 +1,7 @@
 """Non-finite losses and gradients never corrupt the state; bad use gets an error naming the fix."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,9 +38,20 @@ def test_nonfinite_step_changes_nothing_but_the_counter(bad):
     updates, new_state = update(grad, state, params, value)
     assert all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(updates))
     info = new_state.info
-    assert int(info.total_nonfinite_skipped) == int(state.info.total_nonfinite_skipped) + 1
-    assert int(info.search_outcome) == armijo.NON_FINITE and int(info.num_evaluations) == 0
-    assert int(info.total_evaluations) == int(state.info.total_evaluations)
+    # The last step's diagnostics say: no search, no evaluation, no step, no test; the totals
+    # but the non-finite one are the warm state's.
+    assert int(state.info.total_searches) > 0 and float(state.info.step_size) > 0
+    expected = state.info._replace(
+        searched=False,
+        search_outcome=armijo.NON_FINITE,
+        num_evaluations=0,
+        num_backtracks=0,
+        step_size=0.0,
+        armijo_margin=np.inf,
+        total_nonfinite_skipped=int(state.info.total_nonfinite_skipped) + 1,
+    )
+    for name, value in expected._asdict().items():
+        assert np.asarray(getattr(info, name)) == np.asarray(value), name
     same = new_state._replace(info=state.info)
     jax.tree.map(np.testing.assert_array_equal, same, state)
     # Training goes on from the untouched state.
@@ -147,3 +160,94 @@ def test_scale_by_salsa_checks_its_hyperparameters_too():
         salsa_optax.scale_by_salsa(smoothing=-0.5)
     with pytest.raises(ValueError, match="0 < slope_rtol < 1"):
         optax.chain(optax.scale_by_adam(), salsa_optax.scale_by_salsa(slope_rtol=2.0))
+
+
+_REQUIREMENTS = {
+    "slope_rtol": "0 < slope_rtol < 1",
+    "smoothing": "0 <= smoothing < 1",
+    "decrease_factor": "0 < decrease_factor < 1",
+    "increase_factor": "increase_factor >= 1",
+    "warm_start_factor": "warm_start_factor >= 1 (or None: increase_factor throughout)",
+    "growth_margin": "growth_margin >= 0 (or None: no growth by margin)",
+    "max_backtracking_steps": "max_backtracking_steps >= 1",
+    "initial_learning_rate": "initial_learning_rate > 0",
+    "max_learning_rate": "max_learning_rate > 0 (or None for no cap)",
+    "adaptive_search_frequency": "adaptive_search_frequency is True or False",
+    "warmup_searches": "warmup_searches >= 0",
+    "max_search_interval": "max_search_interval >= 1",
+    "weight_decay": "weight_decay >= 0",
+    "step_multiplier": "step_multiplier > 0",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("slope_rtol", 0.0), ("slope_rtol", 1.0), ("slope_rtol", 1.5),
+        ("smoothing", -0.5), ("smoothing", 1.0), ("smoothing", 1.5),
+        ("decrease_factor", 0.0), ("decrease_factor", 1.0), ("decrease_factor", 1.5),
+        ("increase_factor", 0.99),
+        ("warm_start_factor", 0.99),
+        ("growth_margin", -0.1),
+        ("max_backtracking_steps", 0),
+        ("initial_learning_rate", 0.0),
+        ("max_learning_rate", 0.0),
+        ("adaptive_search_frequency", 2),
+        ("warmup_searches", -1),
+        ("max_search_interval", 0.5),
+        ("weight_decay", -0.1),
+        ("step_multiplier", 0.0),
+    ],
+)  # fmt: skip
+def test_each_search_hyperparameter_outside_its_range_gets_the_full_message(name, value):
+    message = f"{name}={value!r} is out of range: it must satisfy {_REQUIREMENTS[name]}."
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        salsa_optax.salsa(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("max_backtracking_steps", 1.5), ("warmup_searches", 0.5)]
+)
+def test_the_whole_number_hyperparameters_refuse_a_fraction_with_the_full_message(name, value):
+    message = f"{name}={value!r} must be a whole number satisfying {_REQUIREMENTS[name]}."
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        salsa_optax.salsa(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("slope_rtol", 0.5), ("smoothing", 0.0), ("decrease_factor", 0.5),
+        ("increase_factor", 1.0), ("warm_start_factor", 1.0), ("warm_start_factor", None),
+        ("growth_margin", 0.0), ("growth_margin", None), ("max_backtracking_steps", 1),
+        ("initial_learning_rate", 0.5), ("max_learning_rate", 0.5), ("max_learning_rate", None),
+        ("adaptive_search_frequency", False), ("adaptive_search_frequency", True),
+        ("warmup_searches", 0), ("max_search_interval", 1), ("weight_decay", 0.0),
+        ("step_multiplier", 0.5),
+    ],
+)  # fmt: skip
+def test_each_search_hyperparameter_accepts_the_edges_of_its_range(name, value):
+    tx = salsa_optax.salsa(**{name: value})
+    assert isinstance(tx, optax.GradientTransformationExtraArgs)
+
+
+def test_a_nonfinite_step_calls_value_fn_zero_times():
+    """Whatever the schedule would do (a warm-up step searches), a step whose gradient is not
+    finite evaluates nothing: value_fn runs (counted by a host callback) as often as the info
+    says, zero times."""
+    calls = []
+
+    def counted_loss(params, x, y):
+        jax.debug.callback(lambda: calls.append(1))
+        return MLP.loss(params, x, y)
+
+    tx = salsa_optax.salsa()
+    params, state = MLP.params, tx.init(MLP.params)
+    value, grad = jax.value_and_grad(MLP.loss)(params, MLP.x, MLP.y)
+    grad = {**grad, "b1": grad["b1"].at[0].set(jnp.nan)}
+    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=value, grad=g,
+                                              value_fn=counted_loss, x=MLP.x, y=MLP.y))  # fmt: skip
+    _, new_state = update(grad, state, params)
+    jax.effects_barrier()
+    assert int(new_state.info.search_outcome) == armijo.NON_FINITE
+    assert len(calls) == int(new_state.info.num_evaluations) == 0

@@ -1,6 +1,7 @@
 """The losses and mistakes users bring: offsets, one bad search, aux outputs, a wrong value_fn."""
 
 import inspect
+import re
 
 import jax
 import jax.numpy as jnp
@@ -269,3 +270,99 @@ def test_scale_by_salsa_and_salsa_share_their_defaults():
         assert chained[name].default == full[name].default, name
         if name in salsa_optax.SEARCH_DEFAULTS._fields:
             assert full[name].default == getattr(salsa_optax.SEARCH_DEFAULTS, name)
+
+
+def test_aux_like_starts_the_state_aux_at_zeros_of_its_shapes_and_dtypes():
+    aux_like = {
+        "counts": jax.ShapeDtypeStruct((2, 3), jnp.int32),
+        "norm": jax.ShapeDtypeStruct((), jnp.bfloat16),
+    }
+    aux = salsa_optax.salsa(aux_like=aux_like).init(jnp.zeros(3)).aux
+    for name, like in aux_like.items():
+        assert (aux[name].shape, aux[name].dtype) == (like.shape, like.dtype), name
+        assert not np.any(np.asarray(aux[name], np.float32)), name
+
+
+def _residuals_and_hits(params, x, y):
+    residual = x @ params - y
+    return jnp.mean(residual**2), {"residual": residual, "hits": jnp.sum(residual > 0)}
+
+
+def test_aux_like_keeps_a_non_scalar_and_an_integer_aux():
+    aux_like = jax.eval_shape(lambda: _residuals_and_hits(jnp.zeros(3), X, Y))[1]
+    assert aux_like["residual"].shape == (32,) and aux_like["hits"].dtype == jnp.int32
+    tx = salsa_optax.salsa_sgd(aux_like=aux_like, adaptive_search_frequency=False)
+    params = jnp.zeros(3)
+    value, grad = jax.value_and_grad(_mse)(params, X, Y)
+    updates, state = tx.update(
+        grad, tx.init(params), params, value=value, grad=grad, value_fn=_residuals_and_hits,
+        x=X, y=Y,
+    )  # fmt: skip
+    assert int(state.info.search_outcome) == armijo.ACCEPTED
+    _, expected = _residuals_and_hits(optax.apply_updates(params, updates), X, Y)
+    np.testing.assert_allclose(state.aux["residual"], expected["residual"], rtol=1e-6, atol=1e-6)
+    assert int(state.aux["hits"]) == int(expected["hits"])
+
+
+@pytest.mark.parametrize(
+    ("aux", "expected", "got"),
+    [
+        ({"a": jnp.zeros(2)}, "{'a': ((), dtype('float32'))}", "{'a': ((2,), dtype('float32'))}"),
+        ({"a": jnp.int32(0)}, "{'a': ((), dtype('float32'))}", "{'a': ((), dtype('int32'))}"),
+        ({"b": jnp.float32(0)}, "{'a': ((), dtype('float32'))}", "{'b': ((), dtype('float32'))}"),
+    ],
+    ids=["shape", "dtype", "structure"],
+)
+@pytest.mark.parametrize("where", ["value_fn", "update"])
+def test_an_aux_that_does_not_match_aux_like_gets_an_error(aux, expected, got, where):
+    """From value_fn or given to update, an aux of another shape, dtype or structure is refused."""
+    tx = salsa_optax.salsa_sgd(aux_like={"a": jax.ShapeDtypeStruct((), jnp.float32)})
+    params = jnp.zeros(3)
+    value, grad = jax.value_and_grad(_mse)(params, X, Y)
+    good = {"a": jnp.float32(0)}
+    value_fn = lambda p, x, y: (_mse(p, x, y), aux if where == "value_fn" else good)
+    message = (
+        f"the aux returned by value_fn of salsa_sgd does not match aux_like: expected "
+        f"(shape, dtype) {expected}, got {got}. Build aux_like with jax.eval_shape on "
+        "value_fn's output."
+    )
+    # (JAX may append a note on its traceback filtering on a line of its own.)
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}($|\n)"):
+        tx.update(
+            grad, tx.init(params), params, value=value, grad=grad, value_fn=value_fn,
+            aux=good if where == "value_fn" else aux, x=X, y=Y,
+        )  # fmt: skip
+
+
+def test_an_aux_given_without_aux_like_is_accepted_and_ignored():
+    tx = salsa_optax.salsa_sgd()
+    params = jnp.zeros(3)
+    (value, aux), grad = jax.value_and_grad(_mse_with_aux, has_aux=True)(params, X, Y)
+    kwargs = {"value": value, "grad": grad, "value_fn": _mse, "x": X, "y": Y}
+    updates, state = tx.update(grad, tx.init(params), params, aux=aux, **kwargs)
+    plain_updates, plain_state = tx.update(grad, tx.init(params), params, **kwargs)
+    assert state.aux is None
+    np.testing.assert_array_equal(updates, plain_updates)
+    assert float(state.learning_rate) == float(plain_state.learning_rate)
+
+
+def test_running_totals_stay_exact_past_float32s_integers():
+    """Totals beyond 2**24 (where float32 has no odd integers) still count one by one: f = w^2 at
+    w = 1 rejects eta = 1 (the mirror point) and accepts 1/2, two evaluations, one backtrack."""
+    tx = salsa_optax.salsa_sgd(
+        slope_rtol=0.5, smoothing=0.0, decrease_factor=0.5, adaptive_search_frequency=False
+    )
+    w = jnp.array([1.0])
+    start = 2**24 + 1
+    state = tx.init(w)
+    state = state._replace(
+        info=state.info._replace(
+            total_evaluations=jnp.int32(start), total_backtracks=jnp.int32(start + 1)
+        )
+    )
+    loss = lambda p: jnp.sum(p**2)
+    value, grad = jax.value_and_grad(loss)(w)
+    _, state = tx.update(grad, state, w, value=value, grad=grad, value_fn=loss)
+    assert (int(state.info.num_evaluations), int(state.info.num_backtracks)) == (2, 1)
+    assert int(state.info.total_evaluations) == start + 2
+    assert int(state.info.total_backtracks) == start + 2
