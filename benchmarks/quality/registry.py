@@ -104,8 +104,8 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "salsa_settled_x2": Optimizer(salsa_settled_scaled, group="salsa"),
     # ... and up to twice the accepted step on the parameter leaves that moved far from the start.
     "salsa_distance_x2": Optimizer(salsa_distance_scaled, group="salsa"),
-    # The same as an option of salsa(): multipliers refreshed at each search, scale-invariant
-    # leaves (gradient orthogonal to the weights: BatchNorm) left at the search's step.
+    # The same as an option of salsa(): multipliers refreshed at each search, and none while any
+    # leaf is scale-invariant (its gradient orthogonal to it: the kernels before BatchNorm).
     "salsa_far_x2": Optimizer(
         "salsa_optax:salsa", {"step_multiplier": 2.0, "multiplier_distance": 0.25}, group="salsa"
     ),
