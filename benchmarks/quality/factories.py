@@ -79,11 +79,34 @@ def dadapt_linear(total_steps: int, **kwargs):
     return linearly_decayed("optax.contrib:dadapt_adamw", total_steps, **kwargs)
 
 
-class MarginScaledState(NamedTuple):
-    """State of :func:`salsa_margin_scaled`: ``salsa()``'s own and the smoothed margin."""
+class ScaledState(NamedTuple):
+    """State of a :func:`salsa_scaled_by` optimizer: ``salsa()``'s own and the rule's memory."""
 
     inner: Any
-    margin: jax.Array
+    memory: jax.Array
+
+
+def salsa_scaled_by(rule, initial_memory: jax.Array, **kwargs):
+    """``salsa_optax.salsa`` whose every update is multiplied by a factor read from its info.
+
+    ``rule(info, memory) -> (factor, memory)`` is called after each step with ``salsa()``'s
+    :class:`salsa_optax.SalsaInfo` and a scalar it keeps between steps (``initial_memory`` at
+    the start, kept in its dtype).
+    """
+    import salsa_optax
+
+    inner = salsa_optax.salsa(**kwargs)
+
+    def init(params):
+        return ScaledState(inner.init(params), initial_memory)
+
+    def update(updates, state, params=None, **extra):
+        new_updates, inner_state = inner.update(updates, state.inner, params, **extra)
+        factor, memory = rule(inner_state.info, state.memory)
+        new_state = ScaledState(inner_state, memory.astype(state.memory.dtype))
+        return optax.tree.scale(factor, new_updates), new_state
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def salsa_margin_scaled(rule: str, smoothing: float = 0.9, **kwargs):
@@ -96,37 +119,20 @@ def salsa_margin_scaled(rule: str, smoothing: float = 0.9, **kwargs):
     ``"gate"`` multiplies by 2 while the average exceeds 1/3; ``"line_min"`` by
     ``min(2, 1 / (1 - m))``, a step to the line minimum the average implies.
     """
-    import salsa_optax
-
     if rule not in ("gate", "line_min"):
         raise ValueError(f"rule must be 'gate' or 'line_min', not {rule!r}")
-    inner = salsa_optax.salsa(**kwargs)
 
-    def init(params):
-        return MarginScaledState(inner.init(params), jnp.zeros((), jnp.float32))
-
-    def update(updates, state, params=None, **extra):
-        new_updates, inner_state = inner.update(updates, state.inner, params, **extra)
-        info = inner_state.info
+    def by_margin(info, average):
         first = info.searched & (info.num_evaluations == 1) & jnp.isfinite(info.armijo_margin)
         margin = jnp.where(first, jnp.minimum(info.armijo_margin, 1.0), 0.0)
         average = jnp.where(
-            info.searched, smoothing * state.margin + (1 - smoothing) * margin, state.margin
+            info.searched, smoothing * average + (1 - smoothing) * margin, average
         ).astype(jnp.float32)
         if rule == "gate":
-            factor = jnp.where(average > 1 / 3, 2.0, 1.0)
-        else:
-            factor = jnp.clip(1.0 / jnp.maximum(1.0 - average, 1e-3), 1.0, 2.0)
-        return optax.tree.scale(factor, new_updates), MarginScaledState(inner_state, average)
+            return jnp.where(average > 1 / 3, 2.0, 1.0), average
+        return jnp.clip(1.0 / jnp.maximum(1.0 - average, 1e-3), 1.0, 2.0), average
 
-    return optax.GradientTransformationExtraArgs(init, update)
-
-
-class SettledScaledState(NamedTuple):
-    """State of :func:`salsa_settled_scaled`: ``salsa()``'s own and the run of clean searches."""
-
-    inner: Any
-    streak: jax.Array
+    return salsa_scaled_by(by_margin, jnp.zeros((), jnp.float32), **kwargs)
 
 
 def salsa_settled_scaled(multiplier: float = 2.0, streak: int = 10, **kwargs):
@@ -136,24 +142,13 @@ def salsa_settled_scaled(multiplier: float = 2.0, streak: int = 10, **kwargs):
     backtracks (or ends in any other way) resets the count, and the steps are the search's own
     again until ``streak`` clean searches follow. Skipped steps leave the count as it is.
     """
-    import salsa_optax
 
-    inner = salsa_optax.salsa(**kwargs)
-
-    def init(params):
-        return SettledScaledState(inner.init(params), jnp.zeros((), jnp.int32))
-
-    def update(updates, state, params=None, **extra):
-        new_updates, inner_state = inner.update(updates, state.inner, params, **extra)
-        info = inner_state.info
+    def by_streak(info, count):
         clean = (info.search_outcome == 1) & (info.num_backtracks == 0)
-        count = jnp.where(info.searched, jnp.where(clean, state.streak + 1, 0), state.streak)
-        factor = jnp.where(count >= streak, multiplier, 1.0)
-        return optax.tree.scale(factor, new_updates), SettledScaledState(
-            inner_state, count.astype(jnp.int32)
-        )
+        count = jnp.where(info.searched, jnp.where(clean, count + 1, 0), count)
+        return jnp.where(count >= streak, multiplier, 1.0), count
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    return salsa_scaled_by(by_streak, jnp.zeros((), jnp.int32), **kwargs)
 
 
 class DistanceScaledState(NamedTuple):
