@@ -804,34 +804,33 @@ def test_growth_margin_stores_the_step_size_grown_by_the_first_trials_margin(
     np.testing.assert_array_equal(updates, -eta * 2 * w)
 
 
-def test_growth_margin_does_not_grow_after_a_backtrack():
-    """c = 1/4, f = w^2 at w = 1: eta = 1 lands on the mirror point (rejected, margin 1), eta = 1/2
-    on the minimum (lhs = 1 = 2 rhs, margin 1). Both margins exceed m0 = 0, but the first trial was
-    rejected: the stored step size is the accepted 1/2, not 1."""
-    tx = _sgd_search(
-        slope_rtol=0.25, smoothing=0.0, decrease_factor=0.5, increase_factor=1.0,
-        initial_learning_rate=1.0, growth_margin=0.0,
-    )  # fmt: skip
-    updates, state = _step(tx, jnp.array([1.0]), _sum_squares)
-    info = _info(state)
-    assert int(info.search_outcome) == ACCEPTED and int(info.num_evaluations) == 2
-    assert float(info.armijo_margin) == 1.0
-    assert float(_get(state, "learning_rate")) == 0.5
-    np.testing.assert_array_equal(updates, jnp.array([-1.0]))
-
-
-def test_growth_margin_does_not_grow_after_an_exhausted_search():
-    """One trial allowed, and it is rejected with margin 1 > m0: the stored step size is kept."""
+@pytest.mark.parametrize(
+    "options, outcome, stored, update",
+    [
+        (dict(decrease_factor=0.5), ACCEPTED, 0.5, -1.0),
+        (dict(max_backtracking_steps=1), EXHAUSTED, 1.0, 0.0),
+    ],
+    ids=["after_a_backtrack", "after_an_exhausted_search"],
+)
+def test_growth_margin_does_not_grow_unless_the_first_trial_passed(
+    options, outcome, stored, update
+):
+    """c = 1/4, f = w^2 at w = 1: eta = 1 lands on the mirror point (rejected, margin 1 > m0 = 0).
+    With a second trial, eta = 1/2 lands on the minimum (lhs = 1 = 2 rhs, margin 1) and is
+    accepted: the stored step size is the accepted 1/2, not 1. With one trial allowed the search
+    is exhausted: the stored step size is kept."""
     tx = _sgd_search(
         slope_rtol=0.25, smoothing=0.0, increase_factor=1.0, initial_learning_rate=1.0,
-        growth_margin=0.0, max_backtracking_steps=1,
+        growth_margin=0.0, **options,
     )  # fmt: skip
     updates, state = _step(tx, jnp.array([1.0]), _sum_squares)
     info = _info(state)
-    assert int(info.search_outcome) == EXHAUSTED
+    assert int(info.search_outcome) == outcome
+    # Two trials; or one trial and the exhausted search's check of value_fn against value.
+    assert int(info.num_evaluations) == 2
     assert float(info.armijo_margin) == 1.0
-    assert float(_get(state, "learning_rate")) == 1.0
-    np.testing.assert_array_equal(updates, jnp.array([0.0]))
+    assert float(_get(state, "learning_rate")) == stored
+    np.testing.assert_array_equal(updates, jnp.array([update]))
 
 
 @pytest.mark.parametrize(
