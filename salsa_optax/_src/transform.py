@@ -460,7 +460,7 @@ def salsa_transformation(
             current_aux = aux
 
         def largest_multiplier(distance_state):
-            # What info.step_size reports: the step of the leaf that moves farthest.
+            # What info.step_size reports: the step of the leaf with the largest multiplier.
             if distance_state is None:
                 return step_multiplier
             return jnp.max(jnp.asarray(jax.tree.leaves(distance_state.multipliers)))
