@@ -196,3 +196,57 @@ def salsa_distance_scaled(multiplier: float = 2.0, distance: float = 1.0, **kwar
         )
 
     return optax.GradientTransformationExtraArgs(init, update)
+
+
+class OvershootState(NamedTuple):
+    """State of :func:`salsa_overshoot`: ``salsa()``'s own, the last update, the per-leaf share
+    ``kappa`` of the multiplier's excess, and their size-weighted mean (``step_multiplier``)."""
+
+    inner: Any
+    last_update: Any
+    kappa: Any
+    step_multiplier: jax.Array
+
+
+def salsa_overshoot(rate: float = 0.1, **kwargs):
+    """``salsa(step_multiplier=2.0, multiplier_distance=0.25)`` whose multiplier excess shrinks
+    while its steps overshoot.
+
+    Per leaf, ``s = cos(g_t, -u_{t-1})``: positive while the new gradient still descends along
+    the last update (the step fell short of the line minimum), negative past it. ``kappa`` moves
+    by ``rate * s`` within [0, 1] and the leaf takes ``1 + (mu - 1) * kappa`` instead of ``mu``.
+    """
+    import salsa_optax
+
+    inner = salsa_optax.salsa(**{"step_multiplier": 2.0, "multiplier_distance": 0.25, **kwargs})
+
+    def init(params):
+        kappa = jax.tree.map(lambda _: jnp.ones((), jnp.float32), params)
+        return OvershootState(
+            inner.init(params), optax.tree.zeros_like(params), kappa, jnp.ones((), jnp.float32)
+        )
+
+    def update(updates, state, params=None, **extra):
+        new_updates, inner_state = inner.update(updates, state.inner, params, **extra)
+
+        def cos(g, u):
+            dot = -jnp.vdot(g, u)
+            norms = jnp.linalg.norm(g.ravel()) * jnp.linalg.norm(u.ravel())
+            return jnp.where(norms > 0, dot / jnp.where(norms > 0, norms, 1.0), 0.0)
+
+        kappa = jax.tree.map(
+            lambda k, g, u: jnp.clip(k + rate * cos(g, u), 0.0, 1.0).astype(jnp.float32),
+            state.kappa, updates, state.last_update,
+        )  # fmt: skip
+        mus = inner_state.distance.multipliers
+
+        def scale(u, mu, k):
+            return (u * ((1 + (mu - 1) * k) / mu)).astype(u.dtype)
+
+        scaled = jax.tree.map(scale, new_updates, mus, kappa)
+        sizes = [w.size for w in jax.tree.leaves(params)]
+        factors = jax.tree.map(lambda mu, k: 1 + (mu - 1) * k, mus, kappa)
+        mean = sum(f * n for f, n in zip(jax.tree.leaves(factors), sizes, strict=True)) / sum(sizes)
+        return scaled, OvershootState(inner_state, scaled, kappa, mean.astype(jnp.float32))
+
+    return optax.GradientTransformationExtraArgs(init, update)

@@ -20,6 +20,7 @@ from benchmarks.quality.factories import (
     salsa_distance_scaled,
     salsa_linear,
     salsa_margin_scaled,
+    salsa_overshoot,
     salsa_settled_scaled,
 )
 
@@ -109,6 +110,8 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "salsa_far_x2": Optimizer(
         "salsa_optax:salsa", {"step_multiplier": 2.0, "multiplier_distance": 0.25}, group="salsa"
     ),
+    # ... with each leaf's multiplier cut back while its steps overshoot (cos(g_t, -u_{t-1}) < 0).
+    "salsa_overshoot": Optimizer(salsa_overshoot, group="salsa"),
     "prodigy_linear": Optimizer(prodigy_linear, group="annealed"),
     "dadapt_linear": Optimizer(dadapt_linear, group="annealed"),
     "refined_adam": Optimizer(

@@ -105,7 +105,9 @@ def salsa(
         scale-invariant (its gradient orthogonal to it at every search, as BatchNorm makes the
         weights before it), no leaf takes the multiplier: the step size of such a network
         follows its weight norms, and longer steps there feed back into them (README, *Fifth
-        round*). The state keeps a copy of the initial parameters.
+        round*). The state keeps a copy of the initial parameters. Meant for minibatch training
+        from scratch: on a deterministic (full-batch) loss the multiplied steps overshoot the
+        line minimum at every step and the run stalls short of the optimum.
       searched_step_along_momentum: a searched step moves along the (rescaled) momentum
         direction with the accepted step size, as a skipped step does, instead of to the accepted
         trial point on :math:`-P g` (static).
