@@ -63,6 +63,28 @@ def _mlp():
 OBJECTIVES = [_quadratic(), _rosenbrock(), _logistic(), _mlp()]
 
 
+def least_squares() -> tuple[Objective, jax.Array]:
+    """Consistent least squares from zero, and its solution (where the loss is 0)."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.standard_normal((64, 6)))
+    w_true = jnp.asarray(rng.standard_normal(6))
+    loss = lambda w, x, y: 0.5 * jnp.mean((x @ w - y) ** 2)
+    return Objective("least_squares", loss, jnp.zeros(6), x, x @ w_true), w_true
+
+
+def regularised_logistic() -> Objective:
+    """L2-regularised logistic regression on noisy labels, from zero: a unique optimum."""
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.standard_normal((128, 4)))
+    y = (x @ jnp.asarray([1.0, -1.0, 0.5, 0.0]) + 0.3 * rng.standard_normal(128) > 0).astype(float)
+
+    def loss(w, x, y):
+        logits = x @ w
+        return jnp.mean(jnp.logaddexp(0.0, logits) - y * logits) + 0.05 * jnp.sum(w**2)
+
+    return Objective("regularised_logistic", loss, jnp.zeros(4), x, y)
+
+
 def make_train_step(tx, objective, jit=True):
     """A train step ``(params, state) -> (params, state, value)`` on the objective's batch."""
 

@@ -1,0 +1,92 @@
+"""Longer steps than the search's on deterministic losses: does the run still reach the optimum?
+
+``salsa(step_multiplier=μ, multiplier_distance=0.25)`` moves each parameter leaf that has left its
+start up to μ times the step the search accepted. On minibatch training from scratch μ = 2 helps
+(README, *Fifth round*); here the loss is the same at every step, the problems of the core tests
+(``tests/objectives.py``: a quadratic, Rosenbrock, logistic regression, a small MLP; the least
+squares and regularised logistic regression of ``tests/test_convergence.py``). Each cell trains
+``--steps`` steps from the problem's start and reports the final loss and gradient norm::
+
+  python -m benchmarks.deterministic_multipliers --multipliers 1,1.3,1.5,1.7,2
+
+Writes ``benchmarks/results/deterministic_multipliers.{md,json}``.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+
+import salsa_optax
+from benchmarks import provenance
+
+sys.path.insert(0, str(provenance.REPOSITORY / "tests"))
+from objectives import (  # the core tests' problems
+    OBJECTIVES,
+    Objective,
+    least_squares,
+    make_train_step,
+    regularised_logistic,
+)
+
+
+def final_point(objective: Objective, multiplier: float, steps: int) -> dict[str, float]:
+    """Loss and gradient norm after ``steps`` steps of the option with this multiplier."""
+    tx = salsa_optax.salsa(step_multiplier=multiplier, multiplier_distance=0.25)
+    step = make_train_step(tx, objective)
+    params, state = objective.params, tx.init(objective.params)
+    for _ in range(steps):
+        params, state, _ = step(params, state)
+    loss, grad = jax.value_and_grad(objective.loss)(params, objective.x, objective.y)
+    return {
+        "loss": float(loss),
+        "grad_norm": float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grad)))),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--multipliers", default="1,1.3,1.5,1.7,2")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--out", default=str(provenance.RESULTS_DIR))
+    args = parser.parse_args(argv)
+    multipliers = [float(m) for m in args.multipliers.split(",")]
+    problems = [*OBJECTIVES, least_squares()[0], regularised_logistic()]
+    rows = {
+        problem.name: {m: final_point(problem, m, args.steps) for m in multipliers}
+        for problem in problems
+    }
+    command = provenance.command_line(
+        "python -m benchmarks.deterministic_multipliers", sys.argv[1:] if argv is None else argv
+    )
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    lines = [
+        "# Longer steps on deterministic losses",
+        "",
+        f"`{command}` — {when} UTC, salsa_optax {salsa_optax.__version__} "
+        f"(git {provenance.git_description()}), jax {jax.__version__}.",
+        "",
+        f"Loss after {args.steps} steps of `salsa(step_multiplier=μ, multiplier_distance=0.25)` "
+        "(μ = 1 is `salsa()`); in parentheses the gradient norm.",
+        "",
+        "| problem | " + " | ".join(f"μ = {m:g}" for m in multipliers) + " |",
+        "|---|" + "---:|" * len(multipliers),
+    ]
+    for name, cells in rows.items():
+        values = [f"{c['loss']:.2e} ({c['grad_norm']:.1e})" for c in cells.values()]
+        lines.append(f"| {name} | " + " | ".join(values) + " |")
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, "deterministic_multipliers")
+    with open(stem + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(stem + ".json", "w") as f:
+        json.dump({"command": command, "steps": args.steps, "rows": rows}, f, indent=1)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
