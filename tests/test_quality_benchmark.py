@@ -2,10 +2,14 @@
 
 import json
 
+import jax
+import numpy as np
 import pytest
+from flax import nnx
 
 from benchmarks import quality
-from benchmarks.quality import harness
+from benchmarks.quality import context, harness, reuse
+from benchmarks.tasks import base
 
 
 def test_two_step_grid_writes_json_and_table(tmp_path):
@@ -100,3 +104,43 @@ def test_reuse_only_reports_what_it_finds_and_trains_only_reruns(tmp_path, monke
     rows = report["summary"]["tasks"]["digits_mlp"]
     assert rows["prodigy"]["seeds"] == 1 and rows["salsa"]["seeds"] == 2
     assert "(1 of 2 seeds)" in (tmp_path / "quality_report.md").read_text()
+
+
+class _Normed(nnx.Module):
+    def __init__(self, rngs):
+        self.linear = nnx.Linear(3, 4, rngs=rngs)
+        self.norm = nnx.BatchNorm(4, momentum=0.9, rngs=rngs)
+
+    def __call__(self, x, train):
+        return self.norm(self.linear(x), use_running_average=not train)
+
+
+def _task(make_model):
+    loss = lambda model, batch, key: model(batch["x"], train=True).mean()
+    return base.Task("normed", "", None, make_model, loss, None, "accuracy", True, {})
+
+
+def test_recalibration_sets_batchnorm_statistics_to_the_batches_mean_at_the_final_weights():
+    task = _task(_Normed)
+    recalibrate = context.make_recalibrate_fn(task)
+    graphdef, params, rest = context.split_model(task, 0)
+    x = jax.random.normal(jax.random.key(1), (2, 8, 3))  # two batches of 8
+    new_rest = recalibrate(params, rest, {"x": x})
+
+    model = nnx.merge(graphdef, params, rest)
+    features = np.asarray(x @ model.linear.kernel[...] + model.linear.bias[...])
+    recalibrated = nnx.merge(graphdef, params, new_rest).norm
+    np.testing.assert_allclose(recalibrated.mean[...], features.mean(1).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(recalibrated.var[...], features.var(1).mean(0), rtol=1e-5)
+    assert recalibrated.momentum == 0.9  # the model the evaluation builds keeps its own
+
+
+def test_recalibration_is_none_without_batchnorm():
+    task = _task(lambda rngs: nnx.Linear(3, 4, rngs=rngs))
+    assert context.make_recalibrate_fn(task) is None
+
+
+def test_a_recalibrated_run_has_its_own_key():
+    args = ("fashion_resnet", "salsa", "", {}, 0, 10, 64)
+    assert reuse.run_key(*args) == reuse.run_key(*args, 0)
+    assert reuse.run_key(*args) != reuse.run_key(*args, 50)

@@ -91,6 +91,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--rerun", default="", metavar="NAMES",
                         help="comma-separated names or globs trained again despite --reuse "
                         "(after a change to their code)")  # fmt: skip
+    parser.add_argument("--recalibrate-batchnorm", type=int, default=0, metavar="N",
+                        help="before evaluating a model with BatchNorm, recompute its "
+                        "statistics over N training batches at the final weights (every "
+                        "optimizer alike)")  # fmt: skip
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--list", action="store_true", help="print the registries and exit")
     args = parser.parse_args(argv)

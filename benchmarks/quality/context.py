@@ -36,6 +36,36 @@ def make_eval_fn(task: Task, graphdef):
     return jax.jit(evaluate)
 
 
+def make_recalibrate_fn(task: Task) -> Callable | None:
+    """``(params, rest, batches) -> rest``: BatchNorm statistics recomputed, or ``None``.
+
+    ``None`` when the task's model has no :class:`flax.nnx.BatchNorm`. Otherwise each batch of
+    ``batches`` (a leading batch axis) runs through the model in training mode with the
+    statistics' momentum at 0, and the floating-point entries of ``rest`` become the mean of
+    the batches' statistics: those of the final parameters, instead of the running averages of
+    the weights training passed through. The parameters are not changed.
+    """
+    model = task.make_model(nnx.Rngs(0))
+    norms = [m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.BatchNorm)]
+    if not norms:
+        return None
+    for norm in norms:
+        norm.momentum = 0.0
+    graphdef = nnx.split(model, nnx.Param, ...)[0]
+
+    def recalibrate(params, rest, batches):
+        def batch_statistics(batch):
+            model = nnx.merge(graphdef, params, rest, copy=True)
+            task.loss(model, batch, jax.random.key(0))
+            return nnx.split(model, nnx.Param, ...)[2]
+
+        stacked = jax.lax.map(batch_statistics, batches)
+        floating = lambda a: jnp.issubdtype(a.dtype, jnp.floating)
+        return jax.tree.map(lambda r, s: s.mean(0) if floating(r) else r, rest, stacked)
+
+    return jax.jit(recalibrate)
+
+
 def padded_batches(arrays, batch_size: int):
     """Splits arrays into ``[n_batches, batch_size, ...]`` (zero-padded) and 0/1 weights."""
     size = len(next(iter(arrays.values())))
@@ -74,6 +104,8 @@ class TaskContext:
     seeds: tuple[int, ...] = ()
     rerun: Callable[[str], bool] = lambda name: False  # train again even if reusable
     reuse_only: bool = False  # train only reruns: a run missing from the reused files is left out
+    recalibration_batches: int = 0  # > 0: BatchNorm statistics recomputed before evaluation
+    recalibrate: Callable | None = None  # make_recalibrate_fn's, None without BatchNorm
     compiled: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -91,6 +123,7 @@ class TaskContext:
             eval_splits={k: padded_batches(v, budget.eval_batch_size) for k, v in splits.items()},
             graphdef=graphdef,
             evaluate=make_eval_fn(task, graphdef),
+            recalibrate=make_recalibrate_fn(task),
         )
 
     @property

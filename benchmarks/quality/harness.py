@@ -126,6 +126,11 @@ def train_run(ctx: TaskContext, key: tuple, tx, eval_params, seed: int) -> dict:
     params, rest, opt_state, _, _ = carry
     if eval_params is not None:
         params = eval_params(opt_state, params)
+    if ctx.recalibration_batches and ctx.recalibrate is not None:
+        # Batches of a fixed permutation (seed 0): the same for every optimizer and seed.
+        chosen = batch_indices(ctx.train_size, ctx.batch_size, ctx.recalibration_batches, 0)
+        batches = jax.tree.map(lambda a: a[jnp.asarray(chosen)], ctx.train)
+        rest = ctx.recalibrate(params, rest, batches)
     tic = time.perf_counter()
     scores = {}
     for split, (batches, weights) in ctx.eval_splits.items():

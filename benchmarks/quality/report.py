@@ -40,7 +40,8 @@ def markdown_report(results: Mapping) -> str:
             "",
             f"{task['steps']} steps, batch {task['batch_size']}, seeds "
             f"{', '.join(map(str, task['seeds']))}; {metric} "
-            f"({'higher' if task['higher_is_better'] else 'lower'} is better).",
+            f"({'higher' if task['higher_is_better'] else 'lower'} is better)."
+            + _recalibration_note(task),
             "",
             f"| rank | optimizer | chosen | test {metric} | train loss | wall s "
             "| grad evals | extra fwd | HVPs | passes / step |",
@@ -96,3 +97,14 @@ def markdown_report(results: Mapping) -> str:
 def _reused_note(runs: Sequence[dict]) -> str:
     reused = sum(r.get("reused", False) for r in runs)
     return f"; {reused} of {len(runs)} runs taken from earlier files (--reuse)" if reused else ""
+
+
+def _recalibration_note(task: dict) -> str:
+    """The task line's note on a recalibrated evaluation (``--recalibrate-batchnorm``)."""
+    batches = task.get("recalibration_batches", 0)
+    if not batches:
+        return ""
+    return (
+        f" BatchNorm statistics recomputed over {batches} training batches at the final weights"
+        " before every evaluation."
+    )

@@ -7,10 +7,21 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
-def run_key(task: str, name: str, member: str, kwargs: Mapping, seed: int, steps: int, batch: int):
-    return json.dumps(
-        [task, name, member, kwargs, seed, steps, batch], sort_keys=True, default=repr
-    )
+def run_key(
+    task: str,
+    name: str,
+    member: str,
+    kwargs: Mapping,
+    seed: int,
+    steps: int,
+    batch: int,
+    recalibration_batches: int = 0,
+):
+    """A run's configuration as a string; a recalibrated evaluation is part of it when asked for."""
+    fields = [task, name, member, kwargs, seed, steps, batch]
+    if recalibration_batches:
+        fields.append({"recalibration_batches": recalibration_batches})
+    return json.dumps(fields, sort_keys=True, default=repr)
 
 
 def steps_prefix(run: Mapping) -> str:

@@ -62,6 +62,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         ctx.seeds = seeds or task.budgets[args.preset].seeds
         ctx.rerun = lambda name: any(fnmatch.fnmatch(name, p) for p in args.rerun.split(","))
         ctx.reuse_only = args.reuse_only
+        ctx.recalibration_batches = args.recalibrate_batchnorm if ctx.recalibrate else 0
         results["tasks"][task_name] = {
             "description": task.description,
             "metric": task.metric,
@@ -71,6 +72,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             "seeds": list(ctx.seeds),
             "train_examples": ctx.train_size,
             "lr_grid_scale": task.lr_grid_scale,
+            "recalibration_batches": ctx.recalibration_batches,
         }
         for name in names:
             try:
@@ -97,7 +99,8 @@ def run_optimizer(ctx: TaskContext, name: str, entry: Optimizer, reusable, per_s
     task_name, runs = ctx.task.name, []
     for member, kwargs in grid_members(entry, ctx.task.lr_grid_scale):
         for seed in ctx.seeds:
-            key = run_key(task_name, name, member, kwargs, seed, ctx.steps, ctx.batch_size)
+            key = run_key(task_name, name, member, kwargs, seed, ctx.steps, ctx.batch_size,
+                          ctx.recalibration_batches)  # fmt: skip
             rerun = ctx.rerun(name)
             run = None if rerun else reusable.get(key)
             if run is not None:
