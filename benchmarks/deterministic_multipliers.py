@@ -19,7 +19,7 @@ import os
 import sys
 
 import jax
-import jax.numpy as jnp
+import optax
 
 import salsa_optax
 from benchmarks import provenance
@@ -44,7 +44,7 @@ def final_point(objective: Objective, multiplier: float, steps: int) -> dict[str
     loss, grad = jax.value_and_grad(objective.loss)(params, objective.x, objective.y)
     return {
         "loss": float(loss),
-        "grad_norm": float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grad)))),
+        "grad_norm": float(optax.tree.norm(grad)),
     }
 
 

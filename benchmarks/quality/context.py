@@ -105,7 +105,7 @@ class TaskContext:
     rerun: Callable[[str], bool] = lambda name: False  # train again even if reusable
     reuse_only: bool = False  # train only reruns: a run missing from the reused files is left out
     recalibration_batches: int = 0  # > 0: BatchNorm statistics recomputed before evaluation
-    recalibrate: Callable | None = None  # make_recalibrate_fn's, None without BatchNorm
+    recalibrate: Callable | None = None  # make_recalibrate_fn's when asked for and BatchNorm
     compiled: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -123,7 +123,6 @@ class TaskContext:
             eval_splits={k: padded_batches(v, budget.eval_batch_size) for k, v in splits.items()},
             graphdef=graphdef,
             evaluate=make_eval_fn(task, graphdef),
-            recalibrate=make_recalibrate_fn(task),
         )
 
     @property

@@ -151,6 +151,12 @@ def salsa_settled_scaled(multiplier: float = 2.0, streak: int = 10, **kwargs):
     return salsa_scaled_by(by_streak, jnp.zeros((), jnp.int32), **kwargs)
 
 
+def _size_weighted_mean(factors: Any, params: Any) -> jax.Array:
+    """The mean of per-leaf scalar ``factors`` weighted by each leaf's size in ``params``."""
+    sizes = [w.size for w in jax.tree.leaves(params)]
+    return sum(f * n for f, n in zip(jax.tree.leaves(factors), sizes, strict=True)) / sum(sizes)
+
+
 class DistanceScaledState(NamedTuple):
     """State of :func:`salsa_distance_scaled`: ``salsa()``'s own, the initial parameters, and the
     size-weighted mean multiplier of the last step (``step_multiplier``, for the step logs)."""
@@ -188,8 +194,7 @@ def salsa_distance_scaled(multiplier: float = 2.0, distance: float = 1.0, **kwar
             return 1.0 + (multiplier - 1.0) * jnp.minimum(1.0, ratio / distance)
 
         factors = jax.tree.map(factor, params, state.initial_params)
-        sizes = [w.size for w in jax.tree.leaves(params)]
-        mean = sum(f * n for f, n in zip(jax.tree.leaves(factors), sizes, strict=True)) / sum(sizes)
+        mean = _size_weighted_mean(factors, params)
         scaled = jax.tree.map(lambda u, f: (u * f).astype(u.dtype), new_updates, factors)
         return scaled, DistanceScaledState(
             inner_state, state.initial_params, mean.astype(jnp.float32)
@@ -239,14 +244,11 @@ def salsa_overshoot(rate: float = 0.1, **kwargs):
             state.kappa, updates, state.last_update,
         )  # fmt: skip
         mus = inner_state.distance.multipliers
-
-        def scale(u, mu, k):
-            return (u * ((1 + (mu - 1) * k) / mu)).astype(u.dtype)
-
-        scaled = jax.tree.map(scale, new_updates, mus, kappa)
-        sizes = [w.size for w in jax.tree.leaves(params)]
         factors = jax.tree.map(lambda mu, k: 1 + (mu - 1) * k, mus, kappa)
-        mean = sum(f * n for f, n in zip(jax.tree.leaves(factors), sizes, strict=True)) / sum(sizes)
+        scaled = jax.tree.map(
+            lambda u, f, mu: (u * (f / mu)).astype(u.dtype), new_updates, factors, mus
+        )
+        mean = _size_weighted_mean(factors, params)
         return scaled, OvershootState(inner_state, scaled, kappa, mean.astype(jnp.float32))
 
     return optax.GradientTransformationExtraArgs(init, update)

@@ -16,7 +16,7 @@ import optax
 
 from benchmarks import provenance
 from benchmarks.quality import harness
-from benchmarks.quality.context import TaskContext
+from benchmarks.quality.context import TaskContext, make_recalibrate_fn
 from benchmarks.quality.plots import plot_task
 from benchmarks.quality.registry import OPTIMIZERS, Optimizer
 from benchmarks.quality.report import markdown_report
@@ -62,6 +62,8 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         ctx.seeds = seeds or task.budgets[args.preset].seeds
         ctx.rerun = lambda name: any(fnmatch.fnmatch(name, p) for p in args.rerun.split(","))
         ctx.reuse_only = args.reuse_only
+        # Built only when asked for: it makes one more model (MiniLM's loads its weights).
+        ctx.recalibrate = make_recalibrate_fn(task) if args.recalibrate_batchnorm else None
         ctx.recalibration_batches = args.recalibrate_batchnorm if ctx.recalibrate else 0
         results["tasks"][task_name] = {
             "description": task.description,
