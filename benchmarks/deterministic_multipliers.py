@@ -1,8 +1,10 @@
 """Longer steps than the search's on deterministic losses: does the run still reach the optimum?
 
-``salsa(step_multiplier=μ, multiplier_distance=0.25)`` moves each parameter leaf that has left its
-start up to μ times the step the search accepted. On minibatch training from scratch μ = 2 helps
-(README, *Fifth round*); here the loss is the same at every step, the problems of the core tests
+``salsa(step_multiplier=μ, multiplier_distance=0.25, multiplier_noise=None)`` moves each parameter
+leaf that has left its start up to μ times the step the search accepted. On minibatch training
+from scratch μ = 2 helps (README, *Fifth round*); here the loss is the same at every step. The last
+column is ``salsa()`` itself, whose ``multiplier_noise`` keeps its μ = 2 off on a loss without
+noise (README, *Seventh round*). The problems are those of the core tests
 (``tests/objectives.py``: a quadratic, Rosenbrock, logistic regression, a small MLP; the least
 squares and regularised logistic regression of ``tests/test_convergence.py``). Each cell trains
 ``--steps`` steps from the problem's start and reports the final loss and gradient norm::
@@ -33,10 +35,21 @@ from objectives import (  # the core tests' problems
     regularised_logistic,
 )
 
+DEFAULT = "salsa()"
 
-def final_point(objective: Objective, multiplier: float, steps: int) -> dict[str, float]:
-    """Loss and gradient norm after ``steps`` steps of the option with this multiplier."""
-    tx = salsa_optax.salsa(step_multiplier=multiplier, multiplier_distance=0.25)
+
+def optimizer(column: str):
+    """The column's optimizer: the ungated option with multiplier μ, or ``salsa()``."""
+    if column == DEFAULT:
+        return salsa_optax.salsa()
+    return salsa_optax.salsa(
+        step_multiplier=float(column), multiplier_distance=0.25, multiplier_noise=None
+    )
+
+
+def final_point(objective: Objective, column: str, steps: int) -> dict[str, float]:
+    """Loss and gradient norm after ``steps`` steps of the column's optimizer."""
+    tx = optimizer(column)
     step = make_train_step(tx, objective)
     params, state = objective.params, tx.init(objective.params)
     for _ in range(steps):
@@ -54,10 +67,10 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--out", default=str(provenance.RESULTS_DIR))
     args = parser.parse_args(argv)
-    multipliers = [float(m) for m in args.multipliers.split(",")]
+    columns = [str(float(m)) for m in args.multipliers.split(",")] + [DEFAULT]
     problems = [*OBJECTIVES, least_squares()[0], regularised_logistic()]
     rows = {
-        problem.name: {m: final_point(problem, m, args.steps) for m in multipliers}
+        problem.name: {c: final_point(problem, c, args.steps) for c in columns}
         for problem in problems
     }
     command = provenance.command_line(
@@ -70,11 +83,14 @@ def main(argv=None) -> None:
         f"`{command}` — {when} UTC, salsa_optax {salsa_optax.__version__} "
         f"(git {provenance.git_description()}), jax {jax.__version__}.",
         "",
-        f"Loss after {args.steps} steps of `salsa(step_multiplier=μ, multiplier_distance=0.25)` "
-        "(μ = 1 is `salsa()`); in parentheses the gradient norm.",
+        f"Loss after {args.steps} steps of `salsa(step_multiplier=μ, multiplier_distance=0.25, "
+        "multiplier_noise=None)` (μ = 1: every step the search's) and of `salsa()`; in "
+        "parentheses the gradient norm.",
         "",
-        "| problem | " + " | ".join(f"μ = {m:g}" for m in multipliers) + " |",
-        "|---|" + "---:|" * len(multipliers),
+        "| problem | "
+        + " | ".join(c if c == DEFAULT else f"μ = {float(c):g}" for c in columns)
+        + " |",
+        "|---|" + "---:|" * len(columns),
     ]
     for name, cells in rows.items():
         values = [f"{c['loss']:.2e} ({c['grad_norm']:.1e})" for c in cells.values()]

@@ -18,6 +18,8 @@ trial was accepted, and on BatchNorm networks the norm of each conv kernel feedi
   python -m benchmarks.diagnose_lr_free --task mnist1d_cnn
   python -m benchmarks.diagnose_lr_free --task fashion_resnet --seeds 1 --optimizers salsa,prodigy
 
+``salsa`` here is ``salsa()``'s default before 0.3, every step the search's
+(``benchmarks.quality.factories.SEARCHED_STEP``), the optimizer this diagnosis was made for.
 Optimizer names: ``salsa``, ``prodigy``, ``dadapt_adamw``, ``adam`` (the rate ``quality_cpu.md``
 chose), ``salsa_x<k>`` (``optax.chain(salsa(), optax.scale(k))``), ``salsa_c0<d>``
 (``slope_rtol=0.<d>``). Writes ``benchmarks/results/diagnosis_lr_free_<task>.{json,png}`` and
@@ -38,9 +40,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-import salsa_optax
 from benchmarks import provenance
 from benchmarks.quality import context, harness
+from benchmarks.quality.factories import salsa_searched_step
 from benchmarks.tasks import get_task
 from salsa_optax._src.directions import AdamDirectionsState
 from salsa_optax._src.transform import ScaleBySalsaState
@@ -64,11 +66,11 @@ def make_optimizer(name, task_name):
     if name == "dadapt_adamw":
         return optax.contrib.dadapt_adamw()
     if name == "salsa":
-        return salsa_optax.salsa()
+        return salsa_searched_step()
     if name.startswith("salsa_x"):  # salsa_x2: step_multiplier = 2
-        return salsa_optax.salsa(step_multiplier=float(name.removeprefix("salsa_x")))
+        return salsa_searched_step(step_multiplier=float(name.removeprefix("salsa_x")))
     if name.startswith("salsa_c"):  # salsa_c03: slope_rtol = 0.3
-        return salsa_optax.salsa(slope_rtol=float("0." + name.removeprefix("salsa_c0")))
+        return salsa_searched_step(slope_rtol=float("0." + name.removeprefix("salsa_c0")))
     raise ValueError(f"unknown optimizer {name!r}")
 
 

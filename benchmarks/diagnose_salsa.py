@@ -25,14 +25,19 @@ from flax import nnx
 import salsa_optax
 from benchmarks import provenance
 from benchmarks.quality import context, harness, selection
+from benchmarks.quality.factories import SEARCHED_STEP
 from benchmarks.tasks import get_task
 
 # salsa() keyword arguments of each variant: the published optimizer, the published growth with
-# the rescaled skipped steps of the default, and the default.
+# the rescaled skipped steps of the default, and the default (both as before 0.3: every step the
+# search's, the optimizers this diagnosis was made for).
 DEFAULT_VARIANTS = {
     "published": dict(salsa_optax.PUBLISHED_DEFAULTS),
-    "rescaled": {"increase_factor": salsa_optax.PUBLISHED_DEFAULTS["increase_factor"]},
-    "default": {},
+    "rescaled": {
+        **SEARCHED_STEP,
+        "increase_factor": salsa_optax.PUBLISHED_DEFAULTS["increase_factor"],
+    },
+    "default": dict(SEARCHED_STEP),
 }
 
 

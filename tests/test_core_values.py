@@ -91,6 +91,8 @@ def test_weight_decay_uses_the_stored_step_size_and_the_multiplier_only_the_step
         initial_learning_rate=stored,
         increase_factor=growth,
         step_multiplier=multiplier,
+        multiplier_distance=None,  # one multiplier for every leaf,
+        multiplier_noise=None,  # on this deterministic loss too
         eps=eps,
         adaptive_search_frequency=False,
     )
@@ -118,7 +120,10 @@ def test_weight_decay_uses_the_stored_step_size_and_the_multiplier_only_the_step
 def test_step_multiplier_multiplies_searched_and_skipped_steps_alike():
     loss = lambda p: jnp.sum(jnp.cosh(p - jnp.array([1.0, -2.0, 0.5])))
     options = dict(warmup_searches=2, max_search_interval=4, initial_learning_rate=0.5)
-    plain, scaled = salsa_optax.salsa(**options), salsa_optax.salsa(step_multiplier=3.0, **options)
+    plain = salsa_optax.salsa(step_multiplier=1.0, **options)
+    scaled = salsa_optax.salsa(
+        step_multiplier=3.0, multiplier_distance=None, multiplier_noise=None, **options
+    )
     w = jnp.array([0.25, 0.5, -1.0])
     plain_state, scaled_state = _settled(plain, w, 0.5, 0.5), _settled(scaled, w, 0.5, 0.5)
     searched = []
@@ -153,8 +158,10 @@ def _far_loss(p):
 def _far_run(w0, mu, delta, steps=12):
     """(updates, state) of salsa() and of the multiplied salsa(), both at the first's iterates."""
     options = dict(warmup_searches=2, max_search_interval=4, initial_learning_rate=0.5)
-    plain = salsa_optax.salsa(**options)
-    per_leaf = salsa_optax.salsa(step_multiplier=mu, multiplier_distance=delta, **options)
+    plain = salsa_optax.salsa(step_multiplier=1.0, **options)
+    per_leaf = salsa_optax.salsa(
+        step_multiplier=mu, multiplier_distance=delta, multiplier_noise=None, **options
+    )
     plain_state, leaf_state = _settled(plain, w0, 0.5, 0.5), _settled(per_leaf, w0, 0.5, 0.5)
     w, rows = w0, []
     for _ in range(steps):
@@ -214,6 +221,106 @@ def test_multiplier_distance_leaves_a_network_with_a_scale_invariant_leaf_unmult
     # n cos^2(g, w): round-off on the invariant leaf, order one or more on the others.
     mean = jax.tree.map(lambda t, c: float(t / c), distance.radial_sum, distance.radial_count)
     assert mean["invariant"] < 1e-9 and mean["fresh"] > 0.1 and mean["moved"] > 0.1
+
+
+def _gated_run(loss_at, w0, noise, steps=12):
+    """Per step (w, plain updates, gated updates, ungated updates, gated state): salsa() and the
+    multiplied salsa() with and without ``multiplier_noise``, all at salsa()'s iterates;
+    ``loss_at(t)`` is step t's loss."""
+    options = dict(warmup_searches=2, max_search_interval=4, initial_learning_rate=0.5)
+    far = dict(step_multiplier=3.0, multiplier_distance=1.5, **options)
+    txs = (
+        salsa_optax.salsa(step_multiplier=1.0, **options),
+        salsa_optax.salsa(multiplier_noise=noise, **far),
+        salsa_optax.salsa(multiplier_noise=None, **far),
+    )
+    states = [_settled(tx, w0, 0.5, 0.5) for tx in txs]
+    w, rows = w0, []
+    for t in range(steps):
+        outputs = [_step(tx, w, loss_at(t), state) for tx, state in zip(txs, states, strict=True)]
+        states = [state for _, state in outputs]
+        rows.append((w, *(updates for updates, _ in outputs), states[1]))
+        w = jax.tree.map(jnp.add, w, outputs[0][0])
+    return rows
+
+
+def _w0():
+    # Built inside the test, in float64.
+    return {"fresh": jnp.zeros(2), "moved": jnp.array([0.5, 1.0, -0.5])}
+
+
+def test_multiplier_noise_keeps_a_deterministic_loss_at_the_searchs_steps():
+    """The same loss at every step: each search's step lands where its trial was evaluated, the
+    residual is zero, and no leaf takes the multiplier."""
+    rows = _gated_run(lambda t: _far_loss, _w0(), noise=1e-6)
+    for _, plain_updates, gated_updates, _, _ in rows:
+        for name in plain_updates:
+            np.testing.assert_array_equal(gated_updates[name], plain_updates[name])
+    # Without the gate the same steps would have been multiplied.
+    assert not np.allclose(rows[-1][3]["fresh"], rows[-1][1]["fresh"])
+    noise = rows[-1][4].noise
+    assert float(noise.residual_sq) == 0 and float(noise.linear_sq) > 0
+
+
+def test_multiplier_noise_measures_two_batches_at_the_same_weights():
+    """Step t's loss carries the batch term c_t <1, w>. After a search whose step was not
+    multiplied the prediction is the accepted trial's loss f_t(w_{t+1}), so the residual is
+    f_{t+1}(w_{t+1}) - f_t(w_{t+1}) = (c_{t+1} - c_t) <1, w_{t+1}>; once the residual's root mean
+    square exceeds the threshold times the linear change's, every step takes the multipliers."""
+    offsets = 0.3 * np.cos(np.arange(13.0) * 2.0)
+
+    def loss_at(t):
+        return lambda p: _far_loss(p) + offsets[t] * sum(jnp.sum(v) for v in p.values())
+
+    threshold = 0.02
+    rows = _gated_run(loss_at, _w0(), noise=threshold)
+    a = transform.NOISE_AVERAGING
+    # The first step searches unmultiplied: step 2 measures its residual exactly.
+    w1, state1 = rows[1][0], rows[0][4]
+    assert bool(state1.noise.pending)
+    residual = (offsets[1] - offsets[0]) * sum(float(jnp.sum(v)) for v in w1.values())
+    (w0, plain0, *_), state2 = rows[0], rows[1][4]
+    linear = sum(float(jnp.vdot(jax.grad(loss_at(0))(w0)[k], plain0[k])) for k in w0)
+    np.testing.assert_allclose(float(state2.noise.residual_sq), (1 - a) * residual**2, rtol=1e-9)
+    np.testing.assert_allclose(float(state2.noise.linear_sq), (1 - a) * linear**2, rtol=1e-9)
+    assert abs(residual) > threshold * abs(linear)  # noisy from step 2 on
+    for _, _, gated_updates, ungated_updates, _ in rows[1:]:
+        for name in w0:
+            np.testing.assert_array_equal(gated_updates[name], ungated_updates[name])
+    np.testing.assert_array_equal(rows[0][2]["fresh"], rows[0][1]["fresh"])
+    assert not np.allclose(rows[0][3]["fresh"], rows[0][1]["fresh"])
+
+
+def test_multiplier_noise_predicts_a_quadratic_exactly_past_the_accepted_trial():
+    """f(s) = 1 - S s + a s^2 along the line: read at the multiplied step m eta, the model is the
+    loss there, whatever the leaves' weights of the slope."""
+    slope, a, eta, m = 3.0, 2.0, 0.25, 1.5
+    f = lambda s: 1 - slope * s + a * s**2
+    noise = transform.NoiseState(*(jnp.zeros(()),) * 5)._replace(pending=jnp.asarray(False))
+    result = armijo.SearchResult(eta, eta, 0.0, f(0) - f(eta), 1, ACCEPTED, 0.0, None)
+    leaf_slopes = {"a": jnp.asarray(-1.0), "b": jnp.asarray(-2.0)}  # sums to -S
+    multipliers = {"a": jnp.asarray(m), "b": jnp.asarray(m)}
+    predicted = transform._predicted_noise(
+        noise, leaf_slopes, multipliers, result, jnp.asarray(f(0)), slope, 0.0, True
+    )
+    np.testing.assert_allclose(float(predicted.predicted_value), f(m * eta), rtol=1e-14)
+    np.testing.assert_allclose(float(predicted.linear_change), -slope * m * eta, rtol=1e-14)
+    first_order = transform._predicted_noise(
+        noise, leaf_slopes, multipliers, result, jnp.asarray(f(0)), slope, 0.0, False
+    )
+    np.testing.assert_allclose(float(first_order.predicted_value), f(0) - slope * m * eta)
+
+
+def test_multiplier_noise_counts_a_residual_within_round_off_as_zero():
+    noise = transform.NoiseState(jnp.asarray(True), *(jnp.asarray(1.0, jnp.float32),) * 4)
+    just_inside = jnp.float32(1.0) + transform.ROUND_OFF_ULPS * jnp.finfo(jnp.float32).eps
+    a = transform.NOISE_AVERAGING
+    inside = transform._measure_noise(noise, just_inside, jnp.asarray(True))
+    np.testing.assert_allclose(float(inside.residual_sq), a, rtol=1e-6)
+    outside = transform._measure_noise(noise, jnp.float32(1.01), jnp.asarray(True))
+    assert float(outside.residual_sq) > a
+    kept = transform._measure_noise(noise, jnp.float32(2.0), jnp.asarray(False))
+    assert bool(kept.pending) and float(kept.residual_sq) == 1.0
 
 
 # ------------------------------------------------------------------------------------------------

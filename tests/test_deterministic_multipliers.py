@@ -17,21 +17,26 @@ def test_writes_one_cell_per_problem_and_multiplier_equal_to_a_direct_run(tmp_pa
     assert set(saved["rows"]) == {
         "quadratic", "rosenbrock", "logistic", "mlp", "least_squares", "regularised_logistic"
     }  # fmt: skip
-    assert all(set(cells) == {"1.0", "2.0"} for cells in saved["rows"].values())
+    assert all(set(cells) == {"1.0", "2.0", "salsa()"} for cells in saved["rows"].values())
     table = (tmp_path / "deterministic_multipliers.md").read_text()
-    assert "| quadratic |" in table and "μ = 2" in table
+    assert "| quadratic |" in table and "μ = 2" in table and "salsa()" in table
 
     quadratic = OBJECTIVES[0]
-    for multiplier in (1.0, 2.0):
-        tx = salsa_optax.salsa(step_multiplier=multiplier, multiplier_distance=0.25)
+    for column in ("1.0", "2.0", "salsa()"):
+        if column == "salsa()":
+            tx = salsa_optax.salsa()
+        else:
+            tx = salsa_optax.salsa(
+                step_multiplier=float(column), multiplier_distance=0.25, multiplier_noise=None
+            )
         step = make_train_step(tx, quadratic)
         params, state = quadratic.params, tx.init(quadratic.params)
         for _ in range(3):
             params, state, _ = step(params, state)
         loss = float(quadratic.loss(params, quadratic.x, quadratic.y))
-        np.testing.assert_allclose(saved["rows"]["quadratic"][str(multiplier)]["loss"], loss)
+        np.testing.assert_allclose(saved["rows"]["quadratic"][column]["loss"], loss)
         grad = jax.grad(quadratic.loss)(params, quadratic.x, quadratic.y)
         np.testing.assert_allclose(
-            saved["rows"]["quadratic"][str(multiplier)]["grad_norm"], np.linalg.norm(grad),
+            saved["rows"]["quadratic"][column]["grad_norm"], np.linalg.norm(grad),
             rtol=1e-6,
         )  # fmt: skip

@@ -65,6 +65,8 @@ def test_presets_by_name():
     steps = {
         "rescale_momentum": False,
         "step_multiplier": 1.0,
+        "multiplier_distance": None,
+        "multiplier_noise": None,
         "searched_step_along_momentum": False,
         "increase_factor": 1.1,
     }
@@ -74,7 +76,12 @@ def test_presets_by_name():
     paper, _, _ = _run(salsa_optax.salsa_paper(), MLP, 15)
     explicit, _, _ = _run(
         salsa_optax.salsa(
-            slope_rtol=0.3, smoothing=0.99, rescale_momentum=False, increase_factor=1.1
+            slope_rtol=0.3,
+            smoothing=0.99,
+            rescale_momentum=False,
+            increase_factor=1.1,
+            step_multiplier=1.0,
+            multiplier_distance=None,
         ),
         MLP,
         15,

@@ -56,7 +56,9 @@ def test_tiny_run_writes_results_with_one_compilation_per_variant(tmp_path, monk
     # SaLSa searches on each of its first steps (the schedule's warm-up): one trial or more.
     assert salsa["wall"]["start"]["searched_fraction"] == 1.0
     assert salsa["wall"]["start"]["evaluations_per_step"] >= 1
-    assert salsa["memory"]["opt_state_extra_param_copies"] <= 1
+    # Adam's state, one copy of the initial parameters (multiplier_distance) and a few scalars
+    # per parameter leaf (0.3 % of this tiny MLP's parameters).
+    assert 1 <= salsa["memory"]["opt_state_extra_param_copies"] <= 1.01
 
     # The settled regime: salsa() timed beside Adam after untimed steps of its own.
     settled = model["settled"]

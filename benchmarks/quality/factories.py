@@ -1,13 +1,23 @@
 """Optimizers that optax has under no single name, built for the registry."""
 
-import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+SEARCHED_STEP = {"step_multiplier": 1.0, "multiplier_distance": None, "multiplier_noise": None}
+"""``salsa()``'s default before 0.3: every step takes the search's step size. The study's
+wrappers and registry entries built on that default keep it, so their committed results hold."""
+
+
+def salsa_searched_step(**kwargs):
+    """``salsa_optax.salsa`` as it was before 0.3 (:data:`SEARCHED_STEP`), ``kwargs`` on top."""
+    import salsa_optax
+
+    return salsa_optax.salsa(**{**SEARCHED_STEP, **kwargs})
 
 
 def adam_backtracking_linesearch(
@@ -50,33 +60,31 @@ def refined_adam(learning_rate: float, total_steps: int, prior: Mapping[str, np.
     return optax.adam(salsa_optax.refined_schedule(learning_rate, table, total_steps))
 
 
-def linearly_decayed(target: str, total_steps: int, **kwargs):
-    """``target`` (``"module:name"``) with every update multiplied by a linear decay to zero.
+def linearly_decayed(factory: Callable[..., Any], total_steps: int, **kwargs):
+    """``factory(**kwargs)`` with every update multiplied by a linear decay to zero.
 
     The same schedule knowledge for every optimizer: for a line search it scales the searched
     step, for Adam or Prodigy it is their learning rate times the decay.
     """
     import salsa_optax
 
-    module, name = target.split(":")
-    factory = getattr(importlib.import_module(module), name)
     decay = salsa_optax.linear_decay_schedule(1.0, total_steps)
     return optax.chain(factory(**kwargs), optax.scale_by_schedule(decay))
 
 
 def salsa_linear(total_steps: int, **kwargs):
     """``salsa_optax.salsa`` with its searched step multiplied by a linear decay to zero."""
-    return linearly_decayed("salsa_optax:salsa", total_steps, **kwargs)
+    return linearly_decayed(salsa_searched_step, total_steps, **kwargs)
 
 
 def prodigy_linear(total_steps: int, **kwargs):
     """``optax.contrib.prodigy`` with a linear decay to zero (its learning rate times it)."""
-    return linearly_decayed("optax.contrib:prodigy", total_steps, **kwargs)
+    return linearly_decayed(optax.contrib.prodigy, total_steps, **kwargs)
 
 
 def dadapt_linear(total_steps: int, **kwargs):
     """``optax.contrib.dadapt_adamw`` with a linear decay to zero."""
-    return linearly_decayed("optax.contrib:dadapt_adamw", total_steps, **kwargs)
+    return linearly_decayed(optax.contrib.dadapt_adamw, total_steps, **kwargs)
 
 
 class ScaledState(NamedTuple):
@@ -93,9 +101,8 @@ def salsa_scaled_by(rule, initial_memory: jax.Array, **kwargs):
     :class:`salsa_optax.SalsaInfo` and a scalar it keeps between steps (``initial_memory`` at
     the start, kept in its dtype).
     """
-    import salsa_optax
 
-    inner = salsa_optax.salsa(**kwargs)
+    inner = salsa_searched_step(**kwargs)
 
     def init(params):
         return ScaledState(inner.init(params), initial_memory)
@@ -175,9 +182,8 @@ def salsa_distance_scaled(multiplier: float = 2.0, distance: float = 1.0, **kwar
     their pretrained values and keep the search's step; weights trained from scratch soon move by
     their initial norm and take ``multiplier`` times it.
     """
-    import salsa_optax
 
-    inner = salsa_optax.salsa(**kwargs)
+    inner = salsa_searched_step(**kwargs)
 
     def init(params):
         return DistanceScaledState(
@@ -221,9 +227,8 @@ def salsa_overshoot(rate: float = 0.1, **kwargs):
     the last update (the step fell short of the line minimum), negative past it. ``kappa`` moves
     by ``rate * s`` within [0, 1] and the leaf takes ``1 + (mu - 1) * kappa`` instead of ``mu``.
     """
-    import salsa_optax
 
-    inner = salsa_optax.salsa(**{"step_multiplier": 2.0, "multiplier_distance": 0.25, **kwargs})
+    inner = salsa_searched_step(**{"step_multiplier": 2.0, "multiplier_distance": 0.25, **kwargs})
 
     def init(params):
         kappa = jax.tree.map(lambda _: jnp.ones((), jnp.float32), params)

@@ -61,6 +61,9 @@ def step_diagnostics(value, grad, opt_state) -> dict[str, jax.Array]:
         leaf = tree_get(opt_state, name)
         if isinstance(leaf, jax.Array) and leaf.ndim == 0:
             out[name] = leaf
+    noise = tree_get(opt_state, "noise")
+    if noise is not None:
+        out["noise_ratio"] = jnp.sqrt(noise.residual_sq / noise.linear_sq)
     return out
 
 
@@ -169,6 +172,10 @@ def summarize_steps(per_step: Mapping[str, np.ndarray]) -> dict[str, float]:
             values = per_step[name]
             out[f"{name}_final"] = float(values[-1])
             out[f"{name}_geomean"] = float(np.exp(np.mean(np.log(np.maximum(values, 1e-38)))))
+    if "noise_ratio" in per_step:
+        ratio = per_step["noise_ratio"][len(per_step["noise_ratio"]) // 10 :]
+        out["noise_ratio_min"] = float(ratio.min())
+        out["noise_ratio_median"] = float(np.median(ratio))
     if "searched" in per_step:
         out["searched_fraction"] = float(per_step["searched"].mean())
     if "num_evaluations" in per_step:

@@ -21,6 +21,7 @@ from benchmarks.quality.factories import (
     salsa_linear,
     salsa_margin_scaled,
     salsa_overshoot,
+    salsa_searched_step,
     salsa_settled_scaled,
 )
 
@@ -61,7 +62,7 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "salsa": Optimizer("salsa_optax:salsa", group="salsa"),
     "salsa_published": Optimizer("salsa_optax:salsa_published", group="salsa"),
     "salsa_paper": Optimizer("salsa_optax:salsa_paper", group="salsa"),
-    "salsa_momentum": Optimizer("salsa_optax:salsa", {"search_with_momentum": True}, group="salsa"),
+    "salsa_momentum": Optimizer(salsa_searched_step, {"search_with_momentum": True}, group="salsa"),
     "salsa_sgd": Optimizer("salsa_optax:salsa_sgd", group="salsa"),
     "sls": Optimizer("salsa_optax:sls", group="salsa"),
     "adam": Optimizer("optax:adam", grid={"learning_rate": ADAM_GRID}, group="tuned"),
@@ -96,8 +97,9 @@ OPTIMIZERS: dict[str, Optimizer] = {
     # The learning-rate-free optimizers given a linear decay to zero over the run (total steps
     # known), as `adam_linear` has: the fair race for annealing.
     "salsa_linear": Optimizer(salsa_linear, group="annealed"),
-    # A hypothesis of the defaults study: steps longer than the accepted one by a fixed factor.
-    "salsa_x2": Optimizer("salsa_optax:salsa", {"step_multiplier": 2.0}, group="salsa"),
+    # Hypotheses of the defaults study, each on the default of its time (factories.SEARCHED_STEP:
+    # every step the search's). Steps longer than the accepted one by a fixed factor:
+    "salsa_x2": Optimizer(salsa_searched_step, {"step_multiplier": 2.0}, group="salsa"),
     # Hypotheses of the same study: steps multiplied according to the smoothed Armijo margin.
     "salsa_margin_gate": Optimizer(salsa_margin_scaled, {"rule": "gate"}, group="salsa"),
     "salsa_line_min": Optimizer(salsa_margin_scaled, {"rule": "line_min"}, group="salsa"),
@@ -106,9 +108,10 @@ OPTIMIZERS: dict[str, Optimizer] = {
     # ... and up to twice the accepted step on the parameter leaves that moved far from the start.
     "salsa_distance_x2": Optimizer(salsa_distance_scaled, group="salsa"),
     # The same as an option of salsa(): multipliers refreshed at each search, and none while any
-    # leaf is scale-invariant (its gradient orthogonal to it: the kernels before BatchNorm).
+    # leaf is scale-invariant (its gradient orthogonal to it: the kernels before BatchNorm); on
+    # every loss, deterministic ones included (salsa() since 0.3 adds multiplier_noise).
     "salsa_far_x2": Optimizer(
-        "salsa_optax:salsa", {"step_multiplier": 2.0, "multiplier_distance": 0.25}, group="salsa"
+        salsa_searched_step, {"step_multiplier": 2.0, "multiplier_distance": 0.25}, group="salsa"
     ),
     # ... with each leaf's multiplier cut back while its steps overshoot (cos(g_t, -u_{t-1}) < 0).
     "salsa_overshoot": Optimizer(salsa_overshoot, group="salsa"),

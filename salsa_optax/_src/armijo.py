@@ -34,7 +34,7 @@ class ArmijoConfig(NamedTuple):
 
 
 class SearchResult(NamedTuple):
-    """Outcome of one backtracking search.
+    r"""Outcome of one backtracking search.
 
     Attributes:
       step_size: the step size to store: the accepted one; for an exhausted, bypassed or
@@ -42,6 +42,8 @@ class SearchResult(NamedTuple):
       step_taken: the step size that multiplies the direction in the update (0 when exhausted or
         non-descent).
       avg_decrease: the running average of the loss decrease after the search.
+      decrease: the loss decrease :math:`f(w) - f(w + \eta d)` at the accepted trial (0 when no
+        trial was accepted).
       num_evaluations: loss evaluations made by the search.
       outcome: one of ``ACCEPTED``, ``ZERO_DECREASE``, ``EXHAUSTED``, ``BYPASSED``,
         ``NON_DESCENT``.
@@ -52,6 +54,7 @@ class SearchResult(NamedTuple):
     step_size: jax.Array
     step_taken: jax.Array
     avg_decrease: jax.Array
+    decrease: jax.Array
     num_evaluations: jax.Array
     outcome: jax.Array
     min_margin: jax.Array
@@ -61,6 +64,7 @@ class SearchResult(NamedTuple):
 class _Carry(NamedTuple):
     step_size: jax.Array
     avg_decrease: jax.Array
+    decrease: jax.Array
     num_evaluations: jax.Array
     outcome: jax.Array  # 0 while searching
     min_margin: jax.Array
@@ -175,6 +179,7 @@ def backtracking_search(
                 outcome > 0, carry.step_size, carry.step_size * config.decrease_factor
             ),
             avg_decrease=jnp.where(outcome == ACCEPTED, smoothed, carry.avg_decrease),
+            decrease=jnp.where(outcome > 0, decrease, carry.decrease),
             num_evaluations=carry.num_evaluations + 1,
             outcome=outcome.astype(int_dtype),
             min_margin=jnp.minimum(carry.min_margin, margin),
@@ -188,6 +193,7 @@ def backtracking_search(
     start = _Carry(
         step_size=initial_step_size,
         avg_decrease=avg_decrease,
+        decrease=jnp.zeros_like(value),
         num_evaluations=jnp.zeros((), int_dtype),
         outcome=jnp.where(descent, jnp.where(bypass, BYPASSED, 0), NON_DESCENT).astype(int_dtype),
         min_margin=jnp.full((), jnp.inf, value.dtype),
@@ -202,6 +208,7 @@ def backtracking_search(
         step_size=step_size,
         step_taken=jnp.where(no_step, jnp.zeros_like(step_size), step_size),
         avg_decrease=end.avg_decrease,
+        decrease=end.decrease,
         num_evaluations=end.num_evaluations,
         outcome=outcome,
         min_margin=end.min_margin,

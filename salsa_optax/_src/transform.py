@@ -26,6 +26,11 @@ MAX_MARGIN_GROWTH = 2.0
 # searches of n cos^2(g, w) is below this: a gradient uncorrelated with the leaf gives 1 on
 # average, a leaf the loss depends on through its direction only gives float round-off.
 SCALE_INVARIANCE_LEVEL = 1e-2
+# With multiplier_noise, the decay of the running mean squares over the measurements (one after
+# each search).
+NOISE_AVERAGING = 0.9
+# ... and a residual within this many units of round-off of the loss counts as zero.
+ROUND_OFF_ULPS = 16
 
 
 class SalsaInfo(NamedTuple):
@@ -92,6 +97,119 @@ class DistanceState(NamedTuple):
     multipliers: Any
 
 
+class NoiseState(NamedTuple):
+    r"""How noisy the loss is, for ``multiplier_noise``.
+
+    A search at step :math:`t` knows the loss of its batch at three places on the searched line
+    (its value, slope and accepted trial), enough for a quadratic model of it; from the model it
+    predicts :math:`\hat f_t(w_{t+1})`, the loss of its batch after its step. The next step's
+    ``value`` gives the residual :math:`e = f_{t+1}(w_{t+1}) - \hat f_t(w_{t+1})`: on a
+    deterministic loss the model's error alone (zero on a quadratic), on minibatches also the
+    difference between two batches' losses at the same weights.
+
+    Attributes:
+      pending: whether the last step was a search whose residual the next ``value`` measures.
+      predicted_value: :math:`\hat f_t(w_{t+1})`.
+      linear_change: :math:`\langle g_t, w_{t+1} - w_t\rangle`, the step's first-order change.
+      residual_sq: running mean (decay ``NOISE_AVERAGING``) of :math:`e^2`.
+      linear_sq: running mean of the squared linear change over the same steps.
+    """
+
+    pending: jax.Array  # bool
+    predicted_value: jax.Array  # float
+    linear_change: jax.Array  # float
+    residual_sq: jax.Array  # float
+    linear_sq: jax.Array  # float
+
+
+def _noisy(noise: NoiseState, ratio: Any) -> jax.Array:
+    """Whether the residual's root mean square exceeds ``ratio`` times the linear change's."""
+    return noise.residual_sq > jnp.square(ratio) * noise.linear_sq
+
+
+def _measure_noise(noise: NoiseState, value: jax.Array, finite: jax.Array) -> NoiseState:
+    """``noise`` with the residual of the last search's prediction measured by ``value``.
+
+    A non-finite step measures nothing and leaves the measurement pending.
+
+    Examples:
+      >>> f = jnp.float32
+      >>> noise = NoiseState(jnp.bool_(True), f(0.5), f(-0.5), f(0.0), f(0.0))
+      >>> measured = _measure_noise(noise, f(0.6), jnp.bool_(True))
+      >>> [round(float(x), 4) for x in measured[3:]], bool(measured.pending)
+      ([0.001, 0.025], False)
+    """
+    measure = noise.pending & finite
+    residual = value - noise.predicted_value
+    # A residual within the losses' round-off is no evidence of noise.
+    round_off = ROUND_OFF_ULPS * jnp.finfo(value.dtype).eps * jnp.abs(value)
+    residual = jnp.where(jnp.abs(residual) > round_off, residual, 0)
+    a = NOISE_AVERAGING
+
+    def averaged(mean_sq, sample):
+        return jnp.where(measure, a * mean_sq + (1 - a) * jnp.square(sample), mean_sq)
+
+    return noise._replace(
+        pending=noise.pending & ~finite,
+        residual_sq=averaged(noise.residual_sq, residual),
+        linear_sq=averaged(noise.linear_sq, noise.linear_change),
+    )
+
+
+def _predicted_noise(
+    noise: NoiseState,
+    leaf_slopes: Any,
+    multipliers: Any,
+    result: armijo.SearchResult,
+    value: jax.Array,
+    slope: jax.Array,
+    decay_change: Any,
+    along_searched_line: bool,
+) -> NoiseState:
+    r"""``noise`` with the prediction of a search's step, to be measured by the next ``value``.
+
+    Along the searched line :math:`w + s d` the loss is modelled by the quadratic through the
+    value, the slope :math:`-S` and the accepted trial, :math:`f(w) - S s + a s^2`; the step
+    moves each leaf by its multiplier :math:`m_l` times :math:`\eta d_l`, and the model is read
+    at the slope-weighted mean multiplier (exact on a quadratic when every leaf shares one).
+    A step along another direction than the searched one is predicted to first order.
+
+    Args:
+      noise: the state after this step's measurement.
+      leaf_slopes: per leaf, :math:`\langle g_l, d_l\rangle` of the direction moved along.
+      multipliers: per leaf, the multiplier the step applies.
+      result: the search's.
+      value: :math:`f(w)`.
+      slope: :math:`S = -\langle g, d\rangle` of the searched direction.
+      decay_change: :math:`\langle g, \tilde w - w\rangle`, the weight decay's first-order
+        change (the trials start from the decayed :math:`\tilde w`).
+      along_searched_line: whether the step moves along the searched direction (static).
+
+    Examples:
+      >>> f = jnp.float32
+      >>> noise = NoiseState(jnp.bool_(False), f(0), f(0), f(0), f(0))
+      >>> # f(s) = 1 - 2 s + s^2 along the line; the accepted trial at 0.5 decreased it by 0.75.
+      >>> result = armijo.SearchResult(f(0.5), f(0.5), f(0), f(0.75), 1, 1, f(0), None)
+      >>> doubled = _predicted_noise(noise, {"w": f(-2)}, {"w": f(2)}, result, f(1), f(2), 0.0,
+      ...                            True)
+      >>> bool(doubled.pending), float(doubled.predicted_value), float(doubled.linear_change)
+      (True, 0.0, -2.0)
+    """
+    step = result.step_taken
+    along = optax.tree.sum(jax.tree.map(jnp.multiply, multipliers, leaf_slopes))
+    linear = decay_change + step * along
+    predicted = value + linear
+    if along_searched_line:
+        moved = step > 0
+        safe_step = jnp.where(moved, step, 1)
+        curvature = (safe_step * slope - result.decrease - decay_change) / jnp.square(safe_step)
+        mean_multiplier = -along / jnp.where(slope > 0, slope, 1)
+        predicted = predicted + jnp.where(moved, curvature * jnp.square(mean_multiplier * step), 0)
+    return noise._replace(
+        pending=jnp.asarray(True), predicted_value=predicted, linear_change=linear
+    )
+
+
 class ScaleBySalsaState(NamedTuple):
     """State of a SaLSa transform.
 
@@ -107,6 +225,7 @@ class ScaleBySalsaState(NamedTuple):
       aux: with ``aux_like``, the auxiliary output of ``value_fn`` at the accepted trial (on a step
         without a search, the ``aux`` given to ``update``, or the previous one); else ``None``.
       distance: with ``multiplier_distance``, a :class:`DistanceState`; else ``None``.
+      noise: with ``multiplier_noise``, a :class:`NoiseState`; else ``None``.
       info: :class:`SalsaInfo`.
     """
 
@@ -120,6 +239,7 @@ class ScaleBySalsaState(NamedTuple):
     directions: Any
     aux: Any
     distance: Any
+    noise: Any
     info: SalsaInfo
 
 
@@ -169,6 +289,11 @@ def _check_hyperparameters(**values: Any) -> None:
         "multiplier_distance": (
             lambda v: v > 0,
             "multiplier_distance > 0 (or None: every parameter takes step_multiplier)",
+            {"optional": True},
+        ),
+        "multiplier_noise": (
+            lambda v: v > 0,
+            "multiplier_noise > 0 (or None: the multiplier applies whatever the noise)",
             {"optional": True},
         ),
     }
@@ -313,6 +438,7 @@ def salsa_transformation(
     weight_decay: Any = 0.0,
     step_multiplier: Any = 1.0,
     multiplier_distance: Any = None,
+    multiplier_noise: Any = None,
     searched_step_along_step_direction: bool = False,
     reference_bypass: bool = False,
     aux_like: Any = None,
@@ -331,6 +457,9 @@ def salsa_transformation(
         w_0\| / (\delta \|w_0\|))`, measured at each search, and no leaf does while any leaf
         is scale-invariant (its gradient orthogonal to it at every search: BatchNorm); the state
         keeps the initial parameters.
+      multiplier_noise: ``None``, or :math:`\nu`: the multiplier applies only while the loss is
+        noisy, while the root mean square of the residual of :class:`NoiseState` exceeds
+        :math:`\nu` times that of the linear change; else every step takes the search's.
       searched_step_along_step_direction: a searched step moves along the step direction with the
         accepted step size instead of to the accepted trial point (static).
       reference_bypass: skip the search when the loss or the smoothed slope is below 1e-8, as
@@ -358,6 +487,7 @@ def salsa_transformation(
         weight_decay=weight_decay,
         step_multiplier=step_multiplier,
         multiplier_distance=multiplier_distance,
+        multiplier_noise=multiplier_noise,
     )
     armijo_config = armijo.ArmijoConfig(
         slope_rtol=slope_rtol,
@@ -400,6 +530,9 @@ def salsa_transformation(
                 radial_count=jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params),
                 multipliers=jax.tree.map(lambda _: jnp.ones((), dtype), params),
             ),
+            noise=None
+            if multiplier_noise is None
+            else NoiseState(jnp.asarray(False), zero(), zero(), zero(), zero()),
             info=SalsaInfo(
                 searched=jnp.asarray(False),
                 search_outcome=count(),
@@ -459,15 +592,27 @@ def salsa_transformation(
             _check_aux(aux, aux_like, name)
             current_aux = aux
 
+        noise, noisy = None, True
+        if state.noise is not None:
+            noise = _measure_noise(state.noise, value, finite)
+            noisy = _noisy(noise, multiplier_noise)
+        shared = shared_multiplier if noise is None else jnp.where(noisy, shared_multiplier, 1.0)
+
+        def gated(multipliers):
+            # Each leaf's multiplier, or 1 where multiplier_noise finds the loss not noisy.
+            if noise is None:
+                return multipliers
+            return jax.tree.map(lambda m: jnp.where(noisy, m, 1).astype(m.dtype), multipliers)
+
         def largest_multiplier(distance_state):
             # What info.step_size reports: the step of the leaf with the largest multiplier.
             if distance_state is None:
-                return step_multiplier
-            return jnp.max(jnp.asarray(jax.tree.leaves(distance_state.multipliers)))
+                return shared
+            return jnp.max(jnp.asarray(jax.tree.leaves(gated(distance_state.multipliers))))
 
         # The branches of lax.cond carry no parameter-sized state.
         distance = None if state.distance is None else state.distance._replace(initial_params=None)
-        scalars = state._replace(directions=None, aux=current_aux, distance=distance)
+        scalars = state._replace(directions=None, aux=current_aux, distance=distance, noise=noise)
         totals = state.info
 
         # The branches below return scalars only: the parameter-sized update is formed once,
@@ -506,7 +651,7 @@ def salsa_transformation(
             fast, slow = search_frequency.update_averages(
                 state.learning_rate_fast, state.learning_rate_slow, step_size
             )
-            taken = result.step_taken * shared_multiplier
+            taken = result.step_taken * shared
             new_distance = distance
             if per_leaf:
                 alignment, measured = _radial_alignment(grad, params, dtype)
@@ -528,6 +673,26 @@ def salsa_transformation(
                         dtype,
                     ),
                 )
+            new_noise = noise
+            if noise is not None:
+                moved = step_direction if searched_step_along_step_direction else search_direction
+                leaf_slopes = jax.tree.map(
+                    lambda g, d: optax.tree.real(optax.tree.vdot(g, d)).astype(dtype), grad, moved
+                )
+                new_noise = _predicted_noise(
+                    noise,
+                    leaf_slopes,
+                    gated(new_distance.multipliers)
+                    if per_leaf
+                    else jax.tree.map(lambda _: shared, leaf_slopes),
+                    result,
+                    value,
+                    slope,
+                    0.0
+                    if no_weight_decay
+                    else decay_rate * optax.tree.real(optax.tree.vdot(grad, params)),
+                    not searched_step_along_step_direction,
+                )
             accepted = (result.outcome == armijo.ACCEPTED) | (
                 result.outcome == armijo.ZERO_DECREASE
             )
@@ -542,6 +707,7 @@ def salsa_transformation(
                 steps_since_search=jnp.zeros_like(state.steps_since_search),
                 aux=result.aux,
                 distance=new_distance,
+                noise=new_noise,
                 info=totals._replace(
                     searched=jnp.asarray(True),
                     search_outcome=result.outcome,
@@ -564,7 +730,7 @@ def salsa_transformation(
             return new_scalars, coefficients
 
         def skip(_):
-            step = proposal * shared_multiplier
+            step = proposal * shared
             new_scalars = scalars._replace(
                 steps_since_search=state.steps_since_search + 1,
                 info=totals._replace(
@@ -609,7 +775,7 @@ def salsa_transformation(
                 update = update + decay_rate * p
             return jnp.where(moves, update, 0).astype(p.dtype)
 
-        per_leaf_trees = (new_scalars.distance.multipliers,) if per_leaf else ()
+        per_leaf_trees = (gated(new_scalars.distance.multipliers),) if per_leaf else ()
         new_updates = jax.tree.map(
             combine, params, search_direction, step_direction, *per_leaf_trees
         )
@@ -625,7 +791,7 @@ def salsa_transformation(
         info = jax.tree.map(
             lambda new, old: jnp.where(finite, new, old), new_scalars.info, nonfinite_info
         )
-        kept = state._replace(directions=None, distance=distance, info=info)
+        kept = state._replace(directions=None, distance=distance, noise=noise, info=info)
         new_scalars = jax.tree.map(
             lambda new, old: jnp.where(moves, new, old), new_scalars._replace(info=info), kept
         )
