@@ -21,6 +21,7 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 import optax
 
 import salsa_optax
@@ -55,10 +56,12 @@ def final_point(objective: Objective, column: str, steps: int) -> dict[str, floa
     for _ in range(steps):
         params, state, _ = step(params, state)
     loss, grad = jax.value_and_grad(objective.loss)(params, objective.x, objective.y)
-    return {
-        "loss": float(loss),
-        "grad_norm": float(optax.tree.norm(grad)),
-    }
+    noise = optax.tree.get(state, "noise")
+    point = {"loss": float(loss), "grad_norm": float(optax.tree.norm(grad))}
+    if noise is not None:
+        # The noise gate's ratio: residual over linear change, root mean squares (0: closed).
+        point["gate_ratio"] = float(jnp.sqrt(noise.residual_sq / noise.linear_sq))
+    return point
 
 
 def main(argv=None) -> None:
@@ -95,6 +98,8 @@ def main(argv=None) -> None:
     for name, cells in rows.items():
         values = [f"{c['loss']:.2e} ({c['grad_norm']:.1e})" for c in cells.values()]
         lines.append(f"| {name} | " + " | ".join(values) + " |")
+    ratios = ", ".join(f"{name} {cells[DEFAULT]['gate_ratio']:.1e}" for name, cells in rows.items())
+    lines += ["", f"`salsa()`'s noise gate at the end, residual / linear change: {ratios}."]
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, "deterministic_multipliers")
     with open(stem + ".md", "w") as f:

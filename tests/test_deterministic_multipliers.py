@@ -40,3 +40,8 @@ def test_writes_one_cell_per_problem_and_multiplier_equal_to_a_direct_run(tmp_pa
             saved["rows"]["quadratic"][column]["grad_norm"], np.linalg.norm(grad),
             rtol=1e-6,
         )  # fmt: skip
+    # The gate's ratio of the last column, from salsa()'s state: closed on a deterministic loss.
+    noise = state.noise
+    ratio = float(np.sqrt(noise.residual_sq / noise.linear_sq))
+    np.testing.assert_allclose(saved["rows"]["quadratic"]["salsa()"]["gate_ratio"], ratio)
+    assert ratio < 0.05 and "noise gate" in table
