@@ -177,6 +177,7 @@ _REQUIREMENTS = {
     "max_search_interval": "max_search_interval >= 1",
     "weight_decay": "weight_decay >= 0",
     "step_multiplier": "step_multiplier > 0",
+    "multiplier_noise": "multiplier_noise > 0 (or None: the multiplier applies whatever the noise)",
 }
 
 
@@ -197,6 +198,7 @@ _REQUIREMENTS = {
         ("max_search_interval", 0.5),
         ("weight_decay", -0.1),
         ("step_multiplier", 0.0),
+        ("multiplier_noise", 0.0), ("multiplier_noise", -1.0),
     ],
 )  # fmt: skip
 def test_each_search_hyperparameter_outside_its_range_gets_the_full_message(name, value):
@@ -224,6 +226,7 @@ def test_the_whole_number_hyperparameters_refuse_a_fraction_with_the_full_messag
         ("adaptive_search_frequency", False), ("adaptive_search_frequency", True),
         ("warmup_searches", 0), ("max_search_interval", 1), ("weight_decay", 0.0),
         ("step_multiplier", 0.5),
+        ("multiplier_noise", 1e-12), ("multiplier_noise", None),
     ],
 )  # fmt: skip
 def test_each_search_hyperparameter_accepts_the_edges_of_its_range(name, value):

@@ -235,6 +235,8 @@ def test_aux_like_without_an_aux_output_gets_an_error():
         ({"step_multiplier": float("inf")}, ValueError, "step_multiplier=inf is not finite"),
         ({"multiplier_distance": 0.0}, ValueError, r"multiplier_distance > 0 \(or None"),
         ({"multiplier_distance": -1}, ValueError, "multiplier_distance"),
+        ({"multiplier_noise": 0.0}, ValueError, r"multiplier_noise > 0 \(or None"),
+        ({"multiplier_noise": float("nan")}, ValueError, "multiplier_noise=nan is not finite"),
     ],
 )
 def test_every_hyperparameter_is_checked_with_a_message_naming_it(kwargs, error, message):
