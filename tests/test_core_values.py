@@ -223,10 +223,27 @@ def test_multiplier_distance_leaves_a_network_with_a_scale_invariant_leaf_unmult
     assert mean["invariant"] < 1e-9 and mean["fresh"] > 0.1 and mean["moved"] > 0.1
 
 
-def _gated_run(loss_at, w0, noise, steps=12):
+def _batch_loss(p, offset):
+    """``_far_loss`` plus a batch term ``offset * <1, p>``: the loss of one minibatch."""
+    return _far_loss(p) + offset * sum(jnp.sum(v) for v in p.values())
+
+
+def _batch_step(tx):
+    """One jitted update of ``tx`` on ``_batch_loss`` with the given batch offset."""
+
+    @jax.jit
+    def step(w, state, offset):
+        value, grad = jax.value_and_grad(_batch_loss)(w, offset)
+        kwargs = dict(value=value, grad=grad, value_fn=_batch_loss, offset=offset)
+        return tx.update(grad, state, w, **kwargs)
+
+    return step
+
+
+def _gated_run(offsets, w0, noise):
     """Per step (w, plain updates, gated updates, ungated updates, gated state): salsa() and the
-    multiplied salsa() with and without ``multiplier_noise``, all at salsa()'s iterates;
-    ``loss_at(t)`` is step t's loss."""
+    multiplied salsa() with and without ``multiplier_noise``, all at salsa()'s iterates; step t
+    minimises ``_batch_loss`` with ``offsets[t]``."""
     options = dict(warmup_searches=2, max_search_interval=4, initial_learning_rate=0.5)
     far = dict(step_multiplier=3.0, multiplier_distance=1.5, **options)
     txs = (
@@ -235,9 +252,10 @@ def _gated_run(loss_at, w0, noise, steps=12):
         salsa_optax.salsa(multiplier_noise=None, **far),
     )
     states = [_settled(tx, w0, 0.5, 0.5) for tx in txs]
+    steps = [_batch_step(tx) for tx in txs]
     w, rows = w0, []
-    for t in range(steps):
-        outputs = [_step(tx, w, loss_at(t), state) for tx, state in zip(txs, states, strict=True)]
+    for offset in offsets:
+        outputs = [step(w, state, offset) for step, state in zip(steps, states, strict=True)]
         states = [state for _, state in outputs]
         rows.append((w, *(updates for updates, _ in outputs), states[1]))
         w = jax.tree.map(jnp.add, w, outputs[0][0])
@@ -252,7 +270,7 @@ def _w0():
 def test_multiplier_noise_keeps_a_deterministic_loss_at_the_searchs_steps():
     """The same loss at every step: each search's step lands where its trial was evaluated, the
     residual is zero, and no leaf takes the multiplier."""
-    rows = _gated_run(lambda t: _far_loss, _w0(), noise=1e-6)
+    rows = _gated_run(np.zeros(12), _w0(), noise=1e-6)
     for _, plain_updates, gated_updates, _, _ in rows:
         for name in plain_updates:
             np.testing.assert_array_equal(gated_updates[name], plain_updates[name])
@@ -267,20 +285,17 @@ def test_multiplier_noise_measures_two_batches_at_the_same_weights():
     multiplied the prediction is the accepted trial's loss f_t(w_{t+1}), so the residual is
     f_{t+1}(w_{t+1}) - f_t(w_{t+1}) = (c_{t+1} - c_t) <1, w_{t+1}>; once the residual's root mean
     square exceeds the threshold times the linear change's, every step takes the multipliers."""
-    offsets = 0.3 * np.cos(np.arange(13.0) * 2.0)
-
-    def loss_at(t):
-        return lambda p: _far_loss(p) + offsets[t] * sum(jnp.sum(v) for v in p.values())
-
+    offsets = 0.3 * np.cos(np.arange(12.0) * 2.0)
     threshold = 0.02
-    rows = _gated_run(loss_at, _w0(), noise=threshold)
+    rows = _gated_run(offsets, _w0(), noise=threshold)
     a = transform.NOISE_AVERAGING
     # The first step searches unmultiplied: step 2 measures its residual exactly.
     w1, state1 = rows[1][0], rows[0][4]
     assert bool(state1.noise.pending)
     residual = (offsets[1] - offsets[0]) * sum(float(jnp.sum(v)) for v in w1.values())
     (w0, plain0, *_), state2 = rows[0], rows[1][4]
-    linear = sum(float(jnp.vdot(jax.grad(loss_at(0))(w0)[k], plain0[k])) for k in w0)
+    grad0 = jax.grad(_batch_loss)(w0, offsets[0])
+    linear = sum(float(jnp.vdot(grad0[k], plain0[k])) for k in w0)
     np.testing.assert_allclose(float(state2.noise.residual_sq), (1 - a) * residual**2, rtol=1e-9)
     np.testing.assert_allclose(float(state2.noise.linear_sq), (1 - a) * linear**2, rtol=1e-9)
     assert abs(residual) > threshold * abs(linear)  # noisy from step 2 on
