@@ -21,7 +21,6 @@ import os
 import sys
 
 import jax
-import jax.numpy as jnp
 import optax
 
 import salsa_optax
@@ -60,7 +59,7 @@ def final_point(objective: Objective, column: str, steps: int) -> dict[str, floa
     point = {"loss": float(loss), "grad_norm": float(optax.tree.norm(grad))}
     if noise is not None:
         # The noise gate's ratio: residual over linear change, root mean squares (0: closed).
-        point["gate_ratio"] = float(jnp.sqrt(noise.residual_sq / noise.linear_sq))
+        point["gate_ratio"] = float(noise.ratio())
     return point
 
 

@@ -63,7 +63,7 @@ def step_diagnostics(value, grad, opt_state) -> dict[str, jax.Array]:
             out[name] = leaf
     noise = tree_get(opt_state, "noise")
     if noise is not None:
-        out["noise_ratio"] = jnp.sqrt(noise.residual_sq / noise.linear_sq)
+        out["noise_ratio"] = noise.ratio()
     return out
 
 

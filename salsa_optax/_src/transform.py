@@ -121,6 +121,10 @@ class NoiseState(NamedTuple):
     residual_sq: jax.Array  # float
     linear_sq: jax.Array  # float
 
+    def ratio(self) -> jax.Array:
+        """The residual's root mean square over the linear change's (``nan`` before any)."""
+        return jnp.sqrt(self.residual_sq / self.linear_sq)
+
 
 def _noisy(noise: NoiseState, ratio: Any) -> jax.Array:
     """Whether the residual's root mean square exceeds ``ratio`` times the linear change's."""
