@@ -196,9 +196,7 @@ def test_multiplier_distance_scales_each_leaf_by_how_far_it_moved_at_the_last_se
     # The moved leaf's factor started at 1, passed between its bounds and reached mu.
     assert factors[0] == 1 and any(1 < f < mu for f in factors) and max(factors) == mu
     distance = leaf_state.distance
-    assert not any(
-        jax.tree.leaves(transform._scale_invariant(distance.radial_sum, distance.radial_count))
-    )
+    assert not transform._scale_invariant(distance.radial_sum, distance.radial_count).any()
     for name in w0:
         np.testing.assert_array_equal(leaf_state.distance.initial_params[name], w0[name])
 
@@ -216,10 +214,13 @@ def test_multiplier_distance_leaves_a_network_with_a_scale_invariant_leaf_unmult
     # Without the invariant leaf the others would have moved far enough to take mu.
     assert np.linalg.norm(w["moved"] - w0["moved"]) > delta * np.linalg.norm(w0["moved"])
     distance = leaf_state.distance
-    flags = transform._scale_invariant(distance.radial_sum, distance.radial_count)
+    # The per-leaf vectors follow jax.tree.leaves: the dict's sorted keys.
+    names = sorted(w0)
+    invariant = transform._scale_invariant(distance.radial_sum, distance.radial_count)
+    flags = dict(zip(names, invariant, strict=True))
     assert bool(flags["invariant"]) and not bool(flags["fresh"]) and not bool(flags["moved"])
     # n cos^2(g, w): round-off on the invariant leaf, order one or more on the others.
-    mean = jax.tree.map(lambda t, c: float(t / c), distance.radial_sum, distance.radial_count)
+    mean = dict(zip(names, (distance.radial_sum / distance.radial_count).tolist(), strict=True))
     assert mean["invariant"] < 1e-9 and mean["fresh"] > 0.1 and mean["moved"] > 0.1
 
 
@@ -313,8 +314,8 @@ def test_multiplier_noise_predicts_a_quadratic_exactly_past_the_accepted_trial()
     f = lambda s: 1 - slope * s + a * s**2
     noise = transform.NoiseState(*(jnp.zeros(()),) * 5)._replace(pending=jnp.asarray(False))
     result = armijo.SearchResult(eta, eta, 0.0, f(0) - f(eta), 1, ACCEPTED, 0.0, None)
-    leaf_slopes = {"a": jnp.asarray(-1.0), "b": jnp.asarray(-2.0)}  # sums to -S
-    multipliers = {"a": jnp.asarray(m), "b": jnp.asarray(m)}
+    leaf_slopes = jnp.array([-1.0, -2.0])  # sums to -S
+    multipliers = jnp.array([m, m])
     predicted = transform._predicted_noise(
         noise, leaf_slopes, multipliers, result, jnp.asarray(f(0)), slope, 0.0, True
     )

@@ -44,29 +44,25 @@ def test_rescaled_momentum_takes_the_search_direction_length():
     grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
     plain = adam_directions(0.9, 0.999, 1e-8, False)
     rescaled = adam_directions(0.9, 0.999, 1e-8, False, rescale_momentum=True)
+    assert plain.step_scale is None
     search, step, _ = plain.update(grads, state.directions, state.count)
     search_r, step_r, _ = rescaled.update(grads, state.directions, state.count)
-    np.testing.assert_allclose(optax.tree.norm(step_r), optax.tree.norm(search), rtol=1e-5)
-    cosine = optax.tree.vdot(step, step_r) / (optax.tree.norm(step) * optax.tree.norm(step_r))
-    np.testing.assert_allclose(cosine, 1.0, rtol=1e-5)
+    # The directions are the same; the rescaling is the factor a step along -P m_hat takes.
     jax.tree.map(np.testing.assert_array_equal, search, search_r)
+    jax.tree.map(np.testing.assert_array_equal, step, step_r)
+    factor = rescaled.step_scale(search, step)
+    np.testing.assert_allclose(factor * optax.tree.norm(step), optax.tree.norm(search), rtol=1e-5)
 
 
 @pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0])
 def test_partial_rescale_interpolates_the_length_geometrically(exponent):
     params, state = _moments_after(5)
     grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
-    search, step, _ = adam_directions(0.9, 0.999, 1e-8, False).update(
-        grads, state.directions, state.count
-    )
-    _, step_r, _ = adam_directions(0.9, 0.999, 1e-8, False, rescale_momentum=exponent).update(
-        grads, state.directions, state.count
-    )
+    directions = adam_directions(0.9, 0.999, 1e-8, False, rescale_momentum=exponent)
+    search, step, _ = directions.update(grads, state.directions, state.count)
     ratio = optax.tree.norm(search) / optax.tree.norm(step)
     assert ratio > 1.2  # the exponent matters here
-    np.testing.assert_allclose(
-        optax.tree.norm(step_r), optax.tree.norm(step) * ratio**exponent, rtol=1e-5
-    )
+    np.testing.assert_allclose(directions.step_scale(search, step), ratio**exponent, rtol=1e-5)
 
 
 @pytest.mark.parametrize("exponent", [-0.1, 1.5])
@@ -125,11 +121,11 @@ def test_searched_step_along_momentum_moves_along_the_step_direction(rescale):
     new_params, new_state, _ = step(params, state)
     assert bool(new_state.info.searched) and int(new_state.info.search_outcome) == 1
     grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
-    _, direction, _ = adam_directions(0.9, 0.999, 1e-8, False, rescale).update(
-        grads, state.directions, state.count
-    )
+    directions = adam_directions(0.9, 0.999, 1e-8, False, rescale)
+    search, direction, _ = directions.update(grads, state.directions, state.count)
+    factor = directions.step_scale(search, direction) if rescale else 1.0
     moved = jax.tree.map(jnp.subtract, new_params, params)
-    expected = optax.tree.scale(new_state.info.step_size, direction)
+    expected = optax.tree.scale(new_state.info.step_size * factor, direction)
     close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
     jax.tree.map(close, moved, expected)
     # The search itself is unchanged: same step size, different point.
@@ -181,6 +177,7 @@ def test_rescaling_falls_back_to_the_plain_step_where_the_norms_underflow():
     search, step, _ = directions.update(tiny, state, jnp.asarray(0))
     assert float(optax.tree.norm(search)) == 0.0 and float(optax.tree.norm(step)) == 0.0
     np.testing.assert_array_equal(step, -tiny)
+    assert float(directions.step_scale(search, step)) == 1.0
 
 
 def test_published_step_matches_optax_adam_leaf_by_leaf_in_mixed_precision():
@@ -197,13 +194,15 @@ def test_published_step_matches_optax_adam_leaf_by_leaf_in_mixed_precision():
 
 
 def test_an_array_rescale_exponent_keeps_the_step_in_the_parameter_dtype():
-    """Under optax.inject_hyperparams the exponent is a float32 array: the factor is computed in
-    the parameters' bfloat16, so the step stays bfloat16."""
+    """Under optax.inject_hyperparams the exponent is a float32 array: the factor is a scalar in
+    the norms' dtype, and the directions stay bfloat16."""
     params = jnp.array([0.5, -1.5, 1.0], jnp.bfloat16)
     rho = jnp.array(0.5, jnp.float32)
     directions = adam_directions(0.9, 0.999, 1e-8, False, rescale_momentum=rho)
     search, step, _ = directions.update(params, directions.init(params), jnp.asarray(0))
     assert search.dtype == step.dtype == jnp.bfloat16
+    factor = directions.step_scale(search, step)
+    assert factor.shape == () and bool(jnp.isfinite(factor))
 
 
 @pytest.mark.parametrize("make_tx", [salsa_optax.salsa_sgd, salsa_optax.sls])

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from benchmarks import speed
+from benchmarks.speed import hlo as speed_hlo
 
 
 def test_plan_interleaves_chunks_without_straddling_the_start_phase():
@@ -68,3 +69,48 @@ def test_tiny_run_writes_results_with_one_compilation_per_variant(tmp_path, monk
     table = (tmp_path / f"speed_{backend}.md").read_text()
     assert "| salsa() |" in table and "### Warm-up, settled regime and skipped step" in table
     assert (tmp_path / f"speed_{backend}_overhead.png").stat().st_size > 0
+
+
+_HLO = """HloModule m
+
+%skip (p: (f32[])) -> (f32[]) {
+  %p = (f32[]) parameter(0)
+  %a = f32[] get-tuple-element(%p), index=0
+  %c = f32[] copy(%a)
+  ROOT %t = (f32[]) tuple(%c)
+}
+
+%search (p: (f32[])) -> (f32[]) {
+  %p = (f32[]) parameter(0)
+  %b = f32[64,64]{1,0} fusion(%p), kind=kLoop, calls=%x
+  ROOT %t = (f32[]) tuple(%b)
+}
+
+ENTRY %main (x: f32[64,64]) -> f32[64,64] {
+  %x = f32[64,64]{1,0} parameter(0)
+  %f = f32[64,64]{1,0} fusion(%x), kind=kLoop, calls=%y
+  %s = f32[] fusion(%x), kind=kLoop, calls=%z
+  %k = (f32[]) conditional(%i, %o, %o), branch_computations={%search, %skip, %search}
+  ROOT %r = f32[64,64]{1,0} copy(%f)
+}
+"""
+
+
+def test_hlo_counts_follow_the_skipped_branch():
+    lines = speed_hlo.executed(_HLO)
+    assert any("copy(%a)" in line for line in lines)  # the second branch: skip
+    assert not any("calls=%x" in line for line in lines)
+    counts = speed_hlo.count_kernels(lines, leaf_size=64 * 64)
+    assert counts == {"parameter-sized": 1, "smaller": 1, "copies": 2, "conditionals": 1}
+
+
+def test_hlo_profile_of_a_tiny_model_writes_its_table(tmp_path):
+    rows = speed_hlo.main(
+        ["--models=tiny", "--variants=adam,salsa_skipped", "--batch-size=4", f"--out={tmp_path}"]
+    )
+    adam, skipped = rows
+    assert adam["conditionals"] == 0 and skipped["conditionals"] == 1
+    assert skipped["state_arrays"] > adam["state_arrays"]
+    table = [line for line in (tmp_path / "speed_hlo_cpu.md").read_text().splitlines()
+             if line.startswith("| ") and "variant" not in line]  # fmt: skip
+    assert len(table) == 2 and "salsa(), skipped steps only" in table[1]

@@ -248,7 +248,7 @@ def salsa_overshoot(rate: float = 0.1, **kwargs):
             lambda k, g, u: jnp.clip(k + rate * cos(g, u), 0.0, 1.0).astype(jnp.float32),
             state.kappa, updates, state.last_update,
         )  # fmt: skip
-        mus = inner_state.distance.multipliers
+        mus = jax.tree.unflatten(jax.tree.structure(params), list(inner_state.distance.multipliers))
         factors = jax.tree.map(lambda mu, k: 1 + (mu - 1) * k, mus, kappa)
         scaled = jax.tree.map(
             lambda u, f, mu: (u * (f / mu)).astype(u.dtype), new_updates, factors, mus

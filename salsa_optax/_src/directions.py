@@ -18,37 +18,52 @@ from salsa_optax._src.validation import check_hyperparameter
 
 
 class Directions(NamedTuple):
-    """A pair of functions giving the search and step directions.
+    """Functions giving the search and step directions.
 
     Attributes:
       init: ``params -> state`` of the direction's own statistics.
-      update: ``(updates, state, count) -> (search_direction, step_direction, new_state)``, where
-        ``count`` is the number of steps taken before this one.
+      accumulate: ``(updates, state, count) -> new_state``, the statistics with this step's
+        updates, where ``count`` is the number of steps taken before this one.
+      along: ``(updates, new_state, count) -> (search_direction, step_direction)`` from the
+        accumulated statistics. Apart from :meth:`update`, so that a transform can form its step
+        from the state it returns: the state is then read once, as in an Adam step.
+      step_scale: ``None``, or ``(search_direction, step_direction) -> factor``: the scalar a
+        step along the step direction is multiplied by (a scalar the transform's branches read,
+        where a rescaled direction would be a parameter-sized one).
     """
 
     init: Callable[[optax.Params], Any]
-    update: Callable[[optax.Updates, Any, jax.Array], tuple[optax.Updates, optax.Updates, Any]]
+    accumulate: Callable[[optax.Updates, Any, jax.Array], Any]
+    along: Callable[[optax.Updates, Any, jax.Array], tuple[optax.Updates, optax.Updates]]
+    step_scale: Callable[[optax.Updates, optax.Updates], jax.Array] | None = None
+
+    def update(
+        self, updates: optax.Updates, state: Any, count: jax.Array
+    ) -> tuple[optax.Updates, optax.Updates, Any]:
+        """``(search_direction, step_direction, new_state)`` of one step."""
+        new_state = self.accumulate(updates, state, count)
+        return (*self.along(updates, new_state, count), new_state)
+
+
+def _stateless(along: Callable[[optax.Updates], optax.Updates]) -> Directions:
+    """Both directions ``along(updates)``, with optax's empty state."""
+    return Directions(
+        init=lambda params: optax.EmptyState(),
+        accumulate=lambda updates, state, count: state,
+        along=lambda updates, state, count: (along(updates),) * 2,
+    )
 
 
 def incoming_direction() -> Directions:
     """Searches and steps along the incoming updates, a descent direction in update form."""
 
-    def update(updates, state, count):
-        del count
-        return updates, updates, state
-
-    return Directions(init=lambda params: optax.EmptyState(), update=update)
+    return _stateless(lambda updates: updates)
 
 
 def gradient_direction() -> Directions:
     """Searches and steps along the negated incoming gradients: plain gradient descent."""
 
-    def update(grads, state, count):
-        del count
-        direction = optax.tree.scale(-1, grads)
-        return direction, direction, state
-
-    return Directions(init=lambda params: optax.EmptyState(), update=update)
+    return _stateless(lambda grads: optax.tree.scale(-1, grads))
 
 
 class AdamDirectionsState(NamedTuple):
@@ -71,10 +86,19 @@ def adam_directions(
     The step direction is :math:`-P \hat m`. The search direction is :math:`-P g` (the reference's
     default), or :math:`-P \hat m` with ``search_with_momentum``. Moments are updated and
     bias-corrected (standard form, ``t`` = steps including this one) on every step. With
-    ``rescale_momentum`` :math:`= \rho` the step direction is
-    :math:`-P \hat m \, (\|P g\| / \|P \hat m\|)^\rho`: it keeps the momentum's orientation and,
-    at :math:`\rho = 1` (``True``), takes the search direction's length, so a step the schedule
-    skips moves as far as a searched one; :math:`\rho = 0` (``False``) is the published step.
+    ``rescale_momentum`` :math:`= \rho` a step along :math:`-P \hat m` is scaled by
+    :math:`(\|P g\| / \|P \hat m\|)^\rho` (:attr:`Directions.step_scale`): it keeps the
+    momentum's orientation and, at :math:`\rho = 1` (``True``), takes the search direction's
+    length, so a step the schedule skips moves as far as a searched one; :math:`\rho = 0`
+    (``False``) is the published step.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> directions = adam_directions(0.0, 0.0, 1e-8, False, rescale_momentum=True)
+      >>> grads = jnp.array([3.0, -4.0])
+      >>> search, step, _ = directions.update(grads, directions.init(grads), jnp.asarray(0))
+      >>> float(directions.step_scale(search, 0.5 * step))
+      2.0
     """
 
     check_hyperparameter("b1", b1, lambda v: 0 <= v < 1, "0 <= b1 < 1")
@@ -92,23 +116,31 @@ def adam_directions(
             mu=optax.tree.zeros_like(params), nu=optax.tree.zeros_like(params)
         )
 
-    def update(grads, state, count):
-        mu = optax.tree.update_moment(grads, state.mu, b1, 1)
-        nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
+    def accumulate(grads, state, count):
+        del count
+        return AdamDirectionsState(
+            mu=optax.tree.update_moment(grads, state.mu, b1, 1),
+            nu=optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2),
+        )
+
+    def along(grads, state, count):
         t = count + 1
-        mu_hat = optax.tree.bias_correction(mu, b1, t)
-        nu_hat = optax.tree.bias_correction(nu, b2, t)
+        mu_hat = optax.tree.bias_correction(state.mu, b1, t)
+        nu_hat = optax.tree.bias_correction(state.nu, b2, t)
         denominator = jax.tree.map(lambda v: jnp.sqrt(v) + eps, nu_hat)
         step = jax.tree.map(lambda m, d: -m / d, mu_hat, denominator)
         search = (
             step if search_with_momentum else jax.tree.map(lambda g, d: -g / d, grads, denominator)
         )
-        # Searching along the momentum, both directions are one and the factor is 1.
-        if rescale_momentum is not False and not search_with_momentum:
-            # rescale_momentum may be an array under optax.inject_hyperparams.
-            ratio = optax.tree.norm(search) / optax.tree.norm(step)
-            factor = ratio ** jnp.asarray(rescale_momentum, ratio.dtype)
-            step = optax.tree.scale(jnp.where(jnp.isfinite(factor), factor, 1.0), step)
-        return search, step, AdamDirectionsState(mu=mu, nu=nu)
+        return search, step
 
-    return Directions(init=init, update=update)
+    def step_scale(search, step):
+        ratio = optax.tree.norm(search) / optax.tree.norm(step)
+        # rescale_momentum may be an array under optax.inject_hyperparams.
+        factor = ratio ** jnp.asarray(rescale_momentum, ratio.dtype)
+        # Where both norms underflow (0 / 0), the plain step.
+        return jnp.where(jnp.isfinite(factor), factor, 1.0)
+
+    # Searching along the momentum, both directions are one and the factor is 1.
+    rescales = rescale_momentum is not False and not search_with_momentum
+    return Directions(init, accumulate, along, step_scale if rescales else None)

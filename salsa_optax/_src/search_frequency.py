@@ -42,7 +42,7 @@ def should_search(
     slow: jax.Array,
     config: ScheduleConfig,
 ) -> jax.Array:
-    """Whether this step runs the line search (a traced boolean, for ``lax.cond``)."""
+    """Whether this step runs the line search (a traced boolean, for ``lax.switch``)."""
     due = steps_since_search + 1 >= search_interval(fast, slow, config.max_search_interval)
     return jnp.logical_not(config.adaptive) | (count < config.warmup_searches) | due
 

@@ -81,14 +81,17 @@ class SalsaInfo(NamedTuple):
 class DistanceState(NamedTuple):
     r"""Where each parameter leaf started, for ``multiplier_distance``.
 
+    The per-leaf quantities are vectors with one entry per leaf of the parameters, in the order
+    of ``jax.tree.leaves(params)``: one array each, however many leaves the model has.
+
     Attributes:
       initial_params: the parameters given to ``init``.
       radial_sum: per leaf, the sum over searches of :math:`n \cos^2(g, w)` (``n`` its size).
-      radial_count: per leaf, the searches that measured it (those with :math:`g, w \ne 0`).
-        A leaf whose mean is below ``SCALE_INVARIANCE_LEVEL`` is scale-invariant; while any leaf
-        is, every multiplier is 1.
-      multipliers: per leaf (a scalar, the state's float type), the factor its steps take, as of
-        the last search.
+      radial_count: per leaf, the searches that measured it (those with :math:`g, w \ne 0`),
+        int32. A leaf whose mean is below ``SCALE_INVARIANCE_LEVEL`` is scale-invariant; while
+        any leaf is, every multiplier is 1.
+      multipliers: per leaf (the state's float type), the factor its steps take, as of the last
+        search.
     """
 
     initial_params: Any
@@ -162,7 +165,7 @@ def _measure_noise(noise: NoiseState, value: jax.Array, finite: jax.Array) -> No
 
 def _predicted_noise(
     noise: NoiseState,
-    leaf_slopes: Any,
+    leaf_slopes: jax.Array,
     multipliers: Any,
     result: armijo.SearchResult,
     value: jax.Array,
@@ -180,8 +183,9 @@ def _predicted_noise(
 
     Args:
       noise: the state after this step's measurement.
-      leaf_slopes: per leaf, :math:`\langle g_l, d_l\rangle` of the direction moved along.
-      multipliers: per leaf, the multiplier the step applies.
+      leaf_slopes: per leaf (a vector), :math:`\langle g_l, d_l\rangle` of the direction moved
+        along.
+      multipliers: per leaf (a vector), or one for all, the multiplier the step applies.
       result: the search's.
       value: :math:`f(w)`.
       slope: :math:`S = -\langle g, d\rangle` of the searched direction.
@@ -194,13 +198,13 @@ def _predicted_noise(
       >>> noise = NoiseState(jnp.bool_(False), f(0), f(0), f(0), f(0))
       >>> # f(s) = 1 - 2 s + s^2 along the line; the accepted trial at 0.5 decreased it by 0.75.
       >>> result = armijo.SearchResult(f(0.5), f(0.5), f(0), f(0.75), 1, 1, f(0), None)
-      >>> doubled = _predicted_noise(noise, {"w": f(-2)}, {"w": f(2)}, result, f(1), f(2), 0.0,
-      ...                            True)
+      >>> doubled = _predicted_noise(noise, jnp.array([-2.0]), jnp.array([2.0]), result, f(1),
+      ...                            f(2), 0.0, True)
       >>> bool(doubled.pending), float(doubled.predicted_value), float(doubled.linear_change)
       (True, 0.0, -2.0)
     """
     step = result.step_taken
-    along = optax.tree.sum(jax.tree.map(jnp.multiply, multipliers, leaf_slopes))
+    along = jnp.sum(multipliers * leaf_slopes)
     linear = decay_change + step * along
     predicted = value + linear
     if along_searched_line:
@@ -343,15 +347,17 @@ def _grown_by_margin(
     return jnp.where(first_passed, grown, step_size).astype(step_size.dtype)
 
 
-def _radial_alignment(grad: optax.Updates, params: optax.Params, dtype) -> tuple[Any, Any]:
-    r"""Per leaf, :math:`n \cos^2(g, w)` and whether it was measured (:math:`g, w \ne 0`).
+def _radial_alignment(
+    grad: optax.Updates, params: optax.Params, dtype
+) -> tuple[jax.Array, jax.Array]:
+    r"""Per leaf (vectors), :math:`n \cos^2(g, w)` and whether it was measured (:math:`g, w \ne 0`).
 
     Examples:
-      >>> w = {"kernel": jnp.array([3.0, 4.0]), "bias": jnp.ones(2), "unused": jnp.ones(2)}
-      >>> g = {"kernel": jnp.array([-4.0, 3.0]), "bias": jnp.ones(2), "unused": jnp.zeros(2)}
+      >>> w = {"bias": jnp.ones(2), "kernel": jnp.array([3.0, 4.0]), "unused": jnp.ones(2)}
+      >>> g = {"bias": jnp.ones(2), "kernel": jnp.array([-4.0, 3.0]), "unused": jnp.zeros(2)}
       >>> alignment, measured = _radial_alignment(g, w, jnp.float32)
-      >>> {k: (float(alignment[k]), bool(measured[k])) for k in w}
-      {'kernel': (0.0, True), 'bias': (2.0, True), 'unused': (0.0, False)}
+      >>> alignment.tolist(), measured.tolist()
+      ([2.0, 0.0, 0.0], [True, True, False])
     """
 
     def alignment(g, w):
@@ -362,54 +368,47 @@ def _radial_alignment(grad: optax.Updates, params: optax.Params, dtype) -> tuple
         cosine = radial / jnp.where(measured, scale, 1)
         return jnp.where(measured, jnp.size(w) * cosine**2, 0).astype(dtype), measured
 
-    pairs = jax.tree.map(alignment, grad, params)
-    outer, inner = jax.tree.structure(params), jax.tree.structure((0, 0))
-    return jax.tree.transpose(outer, inner, pairs)
+    leaves = zip(jax.tree.leaves(grad), jax.tree.leaves(params), strict=True)
+    pairs = [alignment(g, w) for g, w in leaves]
+    return jnp.stack([a for a, _ in pairs]), jnp.stack([m for _, m in pairs])
 
 
-def _scale_invariant(radial_sum: Any, radial_count: Any) -> Any:
+def _scale_invariant(radial_sum: jax.Array, radial_count: jax.Array) -> jax.Array:
     """Per leaf, whether its mean radial alignment is below ``SCALE_INVARIANCE_LEVEL``."""
-    return jax.tree.map(
-        lambda total, count: (count > 0) & (total < SCALE_INVARIANCE_LEVEL * count),
-        radial_sum,
-        radial_count,
-    )
+    return (radial_count > 0) & (radial_sum < SCALE_INVARIANCE_LEVEL * radial_count)
 
 
 def _distance_multipliers(
     params: optax.Params,
     initial_params: optax.Params,
-    scale_invariant: Any,
+    scale_invariant: jax.Array,
     step_multiplier: Any,
     distance: Any,
     dtype,
-) -> Any:
-    r"""Per leaf, :math:`1 + (\mu - 1) \min(1, \|w - w_0\| / (\delta \|w_0\|))`; all 1 when any
-    leaf is scale-invariant.
+) -> jax.Array:
+    r"""Per leaf (a vector), :math:`1 + (\mu - 1) \min(1, \|w - w_0\| / (\delta \|w_0\|))`;
+    all 1 when any leaf is scale-invariant.
 
     A leaf that started at zero counts as far from its start.
 
     Examples:
       >>> w0 = {"far": jnp.zeros(2), "half": jnp.ones(4), "still": jnp.ones(2)}
       >>> w = {"far": jnp.ones(2), "half": jnp.array([2.0, 1.0, 1.0, 1.0]), "still": jnp.ones(2)}
-      >>> invariant = {"far": False, "half": False, "still": False}
-      >>> m = _distance_multipliers(w, w0, invariant, 2.0, 1.0, jnp.float32)
-      >>> [float(m[k]) for k in ("far", "half", "still")]
+      >>> invariant = jnp.array([False, False, False])
+      >>> _distance_multipliers(w, w0, invariant, 2.0, 1.0, jnp.float32).tolist()
       [2.0, 1.5, 1.0]
-      >>> m = _distance_multipliers(w, w0, dict(invariant, still=True), 2.0, 1.0, jnp.float32)
-      >>> [float(m[k]) for k in ("far", "half", "still")]
+      >>> _distance_multipliers(w, w0, invariant.at[2].set(True), 2.0, 1.0, jnp.float32).tolist()
       [1.0, 1.0, 1.0]
     """
-    normalised = jnp.any(jnp.asarray(jax.tree.leaves(scale_invariant)))
 
-    def multiplier(w, w0):
-        moved = optax.tree.norm(jnp.asarray(w, dtype) - jnp.asarray(w0, dtype))
-        start = optax.tree.norm(jnp.asarray(w0, dtype))
-        far = jnp.where(start > 0, moved / jnp.where(start > 0, start, 1) / distance, jnp.inf)
-        grown = 1 + (step_multiplier - 1) * jnp.minimum(far, 1)
-        return jnp.where(normalised, 1, grown).astype(dtype)
+    def norm(tree):
+        return jnp.stack([optax.tree.norm(jnp.asarray(x, dtype)) for x in jax.tree.leaves(tree)])
 
-    return jax.tree.map(multiplier, params, initial_params)
+    moved = norm(jax.tree.map(lambda w, w0: jnp.asarray(w, dtype) - w0, params, initial_params))
+    start = norm(initial_params)
+    far = jnp.where(start > 0, moved / jnp.where(start > 0, start, 1) / distance, jnp.inf)
+    grown = 1 + (step_multiplier - 1) * jnp.minimum(far, 1)
+    return jnp.where(jnp.any(scale_invariant), 1, grown).astype(dtype)
 
 
 def search_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -530,9 +529,9 @@ def salsa_transformation(
             if multiplier_distance is None
             else DistanceState(
                 initial_params=jax.tree.map(jnp.array, params),
-                radial_sum=jax.tree.map(lambda _: jnp.zeros((), dtype), params),
-                radial_count=jax.tree.map(lambda _: jnp.zeros((), jnp.int32), params),
-                multipliers=jax.tree.map(lambda _: jnp.ones((), dtype), params),
+                radial_sum=jnp.zeros(len(jax.tree.leaves(params)), dtype),
+                radial_count=jnp.zeros(len(jax.tree.leaves(params)), jnp.int32),
+                multipliers=jnp.ones(len(jax.tree.leaves(params)), dtype),
             ),
             noise=None
             if multiplier_noise is None
@@ -580,9 +579,13 @@ def salsa_transformation(
         dtype = state.learning_rate.dtype
         value = jnp.asarray(value).astype(dtype)
         finite = jnp.isfinite(value) & all_finite(grad) & all_finite(updates)
-        search_direction, step_direction, directions_state = directions.update(
-            updates, state.directions, state.count
-        )
+        directions_state = directions.accumulate(updates, state.directions, state.count)
+        step_direction_scale = 1.0
+        if directions.step_scale is not None:
+            # The factor on the step direction: two norms, read by the branches as one scalar.
+            step_direction_scale = directions.step_scale(
+                *directions.along(updates, directions_state, state.count)
+            ).astype(dtype)
         growth = increase_factor
         if warm_start_factor is not None:
             # Until a search first rejects a trial, the step size grows from its small start.
@@ -590,7 +593,6 @@ def salsa_transformation(
             growth = jnp.where(warming, warm_start_factor, increase_factor)
         proposal = jnp.minimum(state.learning_rate * growth, cap)
         decay_rate = 0.0 if no_weight_decay else -weight_decay * state.learning_rate
-        start = params if no_weight_decay else optax.tree.add_scale(params, decay_rate, params)
         current_aux = state.aux
         if aux_like is not None and aux is not None:
             _check_aux(aux, aux_like, name)
@@ -606,22 +608,30 @@ def salsa_transformation(
             # Each leaf's multiplier, or 1 where multiplier_noise finds the loss not noisy.
             if noise is None:
                 return multipliers
-            return jax.tree.map(lambda m: jnp.where(noisy, m, 1).astype(m.dtype), multipliers)
+            return jnp.where(noisy, multipliers, 1).astype(multipliers.dtype)
 
         def largest_multiplier(distance_state):
             # What info.step_size reports: the step of the leaf with the largest multiplier.
             if distance_state is None:
                 return shared
-            return jnp.max(jnp.asarray(jax.tree.leaves(gated(distance_state.multipliers))))
+            return jnp.max(gated(distance_state.multipliers))
 
-        # The branches of lax.cond carry no parameter-sized state.
+        # The branches of lax.switch carry no parameter-sized state.
         distance = None if state.distance is None else state.distance._replace(initial_params=None)
         scalars = state._replace(directions=None, aux=current_aux, distance=distance, noise=noise)
+        # What a step that does not move returns, with its diagnostics.
+        kept = state._replace(directions=None, distance=distance, noise=noise)
         totals = state.info
 
         # The branches below return scalars only: the parameter-sized update is formed once,
         # outside, where XLA fuses it with the direction's own element-wise work.
         def search(_):
+            # The directions again, from the step's inputs: what a branch reads is materialised
+            # before lax.switch on every step, and a skipped step would pay for writing them.
+            search_direction, step_direction, _ = directions.update(
+                updates, state.directions, state.count
+            )
+            start = params if no_weight_decay else optax.tree.add_scale(params, decay_rate, params)
             slope = -optax.tree.real(optax.tree.vdot(grad, search_direction)).astype(dtype)
             descent = jnp.isfinite(slope) & (slope > 0)
             avg_slope = smoothing * state.avg_slope + (1 - smoothing) * slope
@@ -659,12 +669,8 @@ def salsa_transformation(
             new_distance = distance
             if per_leaf:
                 alignment, measured = _radial_alignment(grad, params, dtype)
-                radial_sum = jax.tree.map(jnp.add, distance.radial_sum, alignment)
-                radial_count = jax.tree.map(
-                    lambda count, new: count + new.astype(jnp.int32),
-                    distance.radial_count,
-                    measured,
-                )
+                radial_sum = distance.radial_sum + alignment
+                radial_count = distance.radial_count + measured.astype(jnp.int32)
                 new_distance = distance._replace(
                     radial_sum=radial_sum,
                     radial_count=radial_count,
@@ -679,16 +685,19 @@ def salsa_transformation(
                 )
             new_noise = noise
             if noise is not None:
-                moved = step_direction if searched_step_along_step_direction else search_direction
-                leaf_slopes = jax.tree.map(
-                    lambda g, d: optax.tree.real(optax.tree.vdot(g, d)).astype(dtype), grad, moved
+                moved, scale = search_direction, 1.0
+                if searched_step_along_step_direction:
+                    moved, scale = step_direction, step_direction_scale
+                leaf_slopes = scale * jnp.stack(
+                    [
+                        optax.tree.real(optax.tree.vdot(g, d)).astype(dtype)
+                        for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(moved), strict=True)
+                    ]
                 )
                 new_noise = _predicted_noise(
                     noise,
                     leaf_slopes,
-                    gated(new_distance.multipliers)
-                    if per_leaf
-                    else jax.tree.map(lambda _: shared, leaf_slopes),
+                    gated(new_distance.multipliers) if per_leaf else shared,
                     result,
                     value,
                     slope,
@@ -730,11 +739,22 @@ def salsa_transformation(
             )
             none = jnp.zeros_like(taken)
             # (search coefficient, step coefficient) of the update formed outside the branches.
-            coefficients = (none, taken) if searched_step_along_step_direction else (taken, none)
-            return new_scalars, coefficients
+            coefficients = (
+                (none, taken * step_direction_scale)
+                if searched_step_along_step_direction
+                else (taken, none)
+            )
+            # A direction that is not a descent direction leaves all but the diagnostics.
+            moves = result.outcome != armijo.NON_DESCENT
+            new_scalars = jax.tree.map(
+                lambda new, old: jnp.where(moves, new, old),
+                new_scalars._replace(count=optax.safe_increment(state.count)),
+                kept._replace(info=new_scalars.info),
+            )
+            return new_scalars, coefficients, moves
 
         def skip(_):
-            step = proposal * shared
+            step = proposal * shared * step_direction_scale
             new_scalars = scalars._replace(
                 steps_since_search=state.steps_since_search + 1,
                 info=totals._replace(
@@ -745,31 +765,47 @@ def salsa_transformation(
                     step_size=proposal * largest_multiplier(distance),
                     armijo_margin=jnp.full_like(totals.armijo_margin, jnp.inf),
                 ),
+                count=optax.safe_increment(state.count),
             )
-            return new_scalars, (jnp.zeros_like(step), step)
+            return new_scalars, (jnp.zeros_like(step), step), True
+
+        def not_finite(_):
+            # A non-finite value, gradient or update leaves all but the diagnostics.
+            info = totals._replace(
+                searched=jnp.asarray(False),
+                search_outcome=jnp.asarray(armijo.NON_FINITE, jnp.int32),
+                num_evaluations=jnp.zeros_like(totals.num_evaluations),
+                num_backtracks=jnp.zeros_like(totals.num_backtracks),
+                step_size=jnp.zeros_like(totals.step_size),
+                armijo_margin=jnp.full_like(totals.armijo_margin, jnp.inf),
+                total_nonfinite_skipped=totals.total_nonfinite_skipped + 1,
+            )
+            none = jnp.zeros((), dtype)
+            return kept._replace(info=info), (none, none), False
 
         def typed(branch):
-            # Both branches of lax.cond must return identical types, whatever the hyper-parameters
-            # (given as arrays by inject_hyperparams) promote to.
+            # The branches of lax.switch must return identical types, whatever the
+            # hyper-parameters (given as arrays by inject_hyperparams) promote to.
             def run(operand):
-                new_scalars, coefficients = branch(operand)
+                new_scalars, coefficients, moves = branch(operand)
                 coefficients = tuple(c.astype(dtype) for c in coefficients)
-                return optax.tree.cast_like(new_scalars, scalars), coefficients
+                return optax.tree.cast_like(new_scalars, scalars), coefficients, jnp.asarray(moves)
 
             return run
 
-        searching = finite & search_frequency.should_search(
+        searching = search_frequency.should_search(
             state.count,
             state.steps_since_search,
             state.learning_rate_fast,
             state.learning_rate_slow,
             schedule_config,
         )
-        new_scalars, (search_coef, step_coef) = jax.lax.cond(
-            searching, typed(search), typed(skip), None
+        # Each branch returns the scalar state whole: the steps a branch leaves unchanged cost
+        # no selection over the state's fields afterwards.
+        branch = jnp.where(finite, jnp.where(searching, 2, 1), 0)
+        new_scalars, (search_coef, step_coef), moves = jax.lax.switch(
+            branch, [typed(not_finite), typed(skip), typed(search)], None
         )
-        # A non-finite or non-descent step leaves everything as it was but the diagnostics.
-        moves = finite & (new_scalars.info.search_outcome != armijo.NON_DESCENT)
 
         def combine(p, d_search, d_step, multiplier=None):
             update = search_coef * d_search + step_coef * d_step
@@ -779,39 +815,26 @@ def salsa_transformation(
                 update = update + decay_rate * p
             return jnp.where(moves, update, 0).astype(p.dtype)
 
-        per_leaf_trees = (gated(new_scalars.distance.multipliers),) if per_leaf else ()
-        new_updates = jax.tree.map(
-            combine, params, search_direction, step_direction, *per_leaf_trees
-        )
-        nonfinite_info = totals._replace(
-            searched=jnp.asarray(False),
-            search_outcome=jnp.asarray(armijo.NON_FINITE, jnp.int32),
-            num_evaluations=jnp.zeros_like(totals.num_evaluations),
-            num_backtracks=jnp.zeros_like(totals.num_backtracks),
-            step_size=jnp.zeros_like(totals.step_size),
-            armijo_margin=jnp.full_like(totals.armijo_margin, jnp.inf),
-            total_nonfinite_skipped=totals.total_nonfinite_skipped + 1,
-        )
-        info = jax.tree.map(
-            lambda new, old: jnp.where(finite, new, old), new_scalars.info, nonfinite_info
-        )
-        kept = state._replace(directions=None, distance=distance, noise=noise, info=info)
-        new_scalars = jax.tree.map(
-            lambda new, old: jnp.where(moves, new, old), new_scalars._replace(info=info), kept
-        )
         new_directions = jax.tree.map(
             lambda new, old: jnp.where(moves, new, old).astype(old.dtype),
             directions_state,
             state.directions,
         )
+        # From the state returned (equal to the accumulated one wherever the step moves): the
+        # moments are then read once, after they are written, as in optax.adam.
+        search_direction, step_direction = directions.along(updates, new_directions, state.count)
+        per_leaf_trees = ()
+        if per_leaf:
+            multipliers = gated(new_scalars.distance.multipliers)
+            per_leaf_trees = (jax.tree.unflatten(jax.tree.structure(params), list(multipliers)),)
+        new_updates = jax.tree.map(
+            combine, params, search_direction, step_direction, *per_leaf_trees
+        )
         if per_leaf:
             new_scalars = new_scalars._replace(
                 distance=new_scalars.distance._replace(initial_params=state.distance.initial_params)
             )
-        new_state = new_scalars._replace(
-            count=jnp.where(moves, optax.safe_increment(state.count), state.count),
-            directions=new_directions,
-        )
+        new_state = new_scalars._replace(directions=new_directions)
         return new_updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
