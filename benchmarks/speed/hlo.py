@@ -8,7 +8,8 @@ Run from the repository root (a minute on one CPU core; nothing is timed)::
 For each model and variant it compiles the benchmark's training step (the runners' jitted
 ``examples.common.train_step``, state donated) and counts the instructions the step executes —
 those of the entry computation and, in a conditional, of the branch a skipped step takes (for
-SaLSa's transform, the second of its three: not finite, skipped, searched) — by kind and size:
+SaLSa's transform, the second of the three of its ``lax.switch``: not finite, skipped, searched;
+the first of a two-way ``lax.cond``, its false branch) — by kind and size:
 kernels writing an array the size of a parameter leaf or more (passes over the parameters),
 smaller ones (mostly scalar bookkeeping, each a kernel launch of its own), copies, and the
 state's arrays (each one an argument and a result of every call). Writes ``speed_hlo_<backend>.md``
@@ -35,8 +36,9 @@ from benchmarks.speed.runners import JaxRunner
 
 # Instructions that move no data and launch nothing.
 _FREE = ("parameter", "constant", "get-tuple-element", "tuple", "bitcast")
-# The branch of the transform's lax.switch that a skipped step takes.
-SKIPPED_BRANCH = 1
+# The branch a skipped step takes, by the conditional's number of branches: the second of the
+# transform's lax.switch, the false one (first) of a lax.cond.
+SKIPPED_BRANCH = {3: 1, 2: 0}
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%\S+ = (\S+?)(?:\{[^}]*\})? ([\w-]+)\(")
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 
@@ -56,24 +58,27 @@ def computations(hlo: str) -> dict[str, list[str]]:
     return found
 
 
-def executed(hlo: str, branch: int = SKIPPED_BRANCH) -> list[str]:
-    """The entry computation's instructions and those of each conditional's ``branch``-th branch
-    (its last one when it has fewer), where a conditional's branches run."""
+def executed(hlo: str, branches: dict[int, int] = SKIPPED_BRANCH) -> list[str]:
+    """The entry computation's instructions and, for each conditional of ``n`` branches, those of
+    its ``branches[n]``-th (its first when ``n`` is not a key)."""
     module = computations(hlo)
     lines = []
     for line in module["ENTRY"]:
         lines.append(line)
-        branches = _BRANCHES.search(line)
-        if branches and " conditional(" in line:
-            names = [b.strip().lstrip("%") for b in branches.group(1).split(",")]
-            lines.extend(module[names[min(branch, len(names) - 1)]])
+        called = _BRANCHES.search(line)
+        if called and " conditional(" in line:
+            names = [b.strip().lstrip("%") for b in called.group(1).split(",")]
+            lines.extend(module[names[branches.get(len(names), 0)]])
     return lines
 
 
 def count_kernels(lines: Sequence[str], leaf_size: int) -> dict[str, int]:
-    """Instructions that launch work, by kind: copies, and other kernels writing at least
-    ``leaf_size`` elements (passes over the parameters) or fewer."""
-    counts = {"parameter-sized": 0, "smaller": 0, "copies": 0, "conditionals": 0}
+    """Instructions that launch work, by kind (copies, other kernels) and by whether they write
+    at least ``leaf_size`` elements (passes over the parameters) or fewer."""
+    counts = dict.fromkeys(
+        ("parameter-sized", "smaller", "parameter-sized copies", "smaller copies", "conditionals"),
+        0,
+    )
     for line in lines:
         if " conditional(" in line:  # a tuple-shaped result: not matched below
             counts["conditionals"] += 1
@@ -82,12 +87,10 @@ def count_kernels(lines: Sequence[str], leaf_size: int) -> dict[str, int]:
         if not match or match.group(2) in _FREE:
             continue
         shape, op = match.groups()
-        if op == "copy":
-            counts["copies"] += 1
-        else:
-            dims = re.search(r"\[([\d,]*)\]", shape)
-            size = math.prod(int(d) for d in dims.group(1).split(",") if d) if dims else 0
-            counts["parameter-sized" if size >= leaf_size else "smaller"] += 1
+        dims = re.search(r"\[([\d,]*)\]", shape)
+        size = math.prod(int(d) for d in dims.group(1).split(",") if d) if dims else 0
+        kind = "parameter-sized" if size >= leaf_size else "smaller"
+        counts[f"{kind} copies" if op == "copy" else kind] += 1
     return counts
 
 
@@ -123,14 +126,15 @@ def markdown(rows: Sequence[dict[str, Any]], env: dict[str, Any]) -> str:
         "per-leaf vectors); each is a kernel launch of its own.",
         "",
         "| model | variant | state arrays | parameter leaves | parameter-sized kernels "
-        "| smaller kernels | copies | conditionals |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| smaller kernels | parameter-sized copies | smaller copies | conditionals |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {MODELS[row['model']]().description} | {VARIANTS[row['variant']].label} "
             f"| {row['state_arrays']} | {row['parameter_leaves']} | {row['parameter-sized']} "
-            f"| {row['smaller']} | {row['copies']} | {row['conditionals']} |"
+            f"| {row['smaller']} | {row['parameter-sized copies']} | {row['smaller copies']} "
+            f"| {row['conditionals']} |"
         )
     return "\n".join(lines) + "\n"
 
