@@ -580,12 +580,6 @@ def salsa_transformation(
         value = jnp.asarray(value).astype(dtype)
         finite = jnp.isfinite(value) & all_finite(grad) & all_finite(updates)
         directions_state = directions.accumulate(updates, state.directions, state.count)
-        step_direction_scale = 1.0
-        if directions.step_scale is not None:
-            # The factor on the step direction: two norms, read by the branches as one scalar.
-            step_direction_scale = directions.step_scale(
-                *directions.along(updates, directions_state, state.count)
-            ).astype(dtype)
         growth = increase_factor
         if warm_start_factor is not None:
             # Until a search first rejects a trial, the step size grows from its small start.
@@ -687,7 +681,9 @@ def salsa_transformation(
             if noise is not None:
                 moved, scale = search_direction, 1.0
                 if searched_step_along_step_direction:
-                    moved, scale = step_direction, step_direction_scale
+                    moved = step_direction
+                    if directions.step_scale is not None:
+                        scale = directions.step_scale(search_direction, step_direction)
                 leaf_slopes = scale * jnp.stack(
                     [
                         optax.tree.real(optax.tree.vdot(g, d)).astype(dtype)
@@ -739,11 +735,7 @@ def salsa_transformation(
             )
             none = jnp.zeros_like(taken)
             # (search coefficient, step coefficient) of the update formed outside the branches.
-            coefficients = (
-                (none, taken * step_direction_scale)
-                if searched_step_along_step_direction
-                else (taken, none)
-            )
+            coefficients = (none, taken) if searched_step_along_step_direction else (taken, none)
             # A direction that is not a descent direction leaves all but the diagnostics.
             moves = result.outcome != armijo.NON_DESCENT
             new_scalars = jax.tree.map(
@@ -754,7 +746,7 @@ def salsa_transformation(
             return new_scalars, coefficients, moves
 
         def skip(_):
-            step = proposal * shared * step_direction_scale
+            step = proposal * shared
             new_scalars = scalars._replace(
                 steps_since_search=state.steps_since_search + 1,
                 info=totals._replace(
@@ -823,6 +815,9 @@ def salsa_transformation(
         # From the state returned (equal to the accumulated one wherever the step moves): the
         # moments are then read once, after they are written, as in optax.adam.
         search_direction, step_direction = directions.along(updates, new_directions, state.count)
+        if directions.step_scale is not None:
+            # The factor on the step direction, from the directions the update is formed of.
+            step_coef = step_coef * directions.step_scale(search_direction, step_direction)
         per_leaf_trees = ()
         if per_leaf:
             multipliers = gated(new_scalars.distance.multipliers)
