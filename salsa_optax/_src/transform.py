@@ -347,6 +347,18 @@ def _grown_by_margin(
     return jnp.where(first_passed, grown, step_size).astype(step_size.dtype)
 
 
+def _per_leaf(fn: Any, *trees: Any) -> Any:
+    """``fn`` of each leaf of ``trees`` (taken together), stacked into one vector per output, in
+    the order of ``jax.tree.leaves``: the per-leaf quantities as one array each.
+
+    Examples:
+      >>> _per_leaf(lambda x: jnp.sum(x), {"a": jnp.ones(2), "b": jnp.ones(3)}).tolist()
+      [2.0, 3.0]
+    """
+    leaves = zip(*(jax.tree.leaves(tree) for tree in trees), strict=True)
+    return jax.tree.map(lambda *values: jnp.stack(values), *(fn(*leaf) for leaf in leaves))
+
+
 def _radial_alignment(
     grad: optax.Updates, params: optax.Params, dtype
 ) -> tuple[jax.Array, jax.Array]:
@@ -368,9 +380,7 @@ def _radial_alignment(
         cosine = radial / jnp.where(measured, scale, 1)
         return jnp.where(measured, jnp.size(w) * cosine**2, 0).astype(dtype), measured
 
-    leaves = zip(jax.tree.leaves(grad), jax.tree.leaves(params), strict=True)
-    pairs = [alignment(g, w) for g, w in leaves]
-    return jnp.stack([a for a, _ in pairs]), jnp.stack([m for _, m in pairs])
+    return _per_leaf(alignment, grad, params)
 
 
 def _scale_invariant(radial_sum: jax.Array, radial_count: jax.Array) -> jax.Array:
@@ -401,11 +411,12 @@ def _distance_multipliers(
       [1.0, 1.0, 1.0]
     """
 
-    def norm(tree):
-        return jnp.stack([optax.tree.norm(jnp.asarray(x, dtype)) for x in jax.tree.leaves(tree)])
-
-    moved = norm(jax.tree.map(lambda w, w0: jnp.asarray(w, dtype) - w0, params, initial_params))
-    start = norm(initial_params)
+    moved = _per_leaf(
+        lambda w, w0: optax.tree.norm(jnp.asarray(w, dtype) - jnp.asarray(w0, dtype)),
+        params,
+        initial_params,
+    )
+    start = _per_leaf(lambda w0: optax.tree.norm(jnp.asarray(w0, dtype)), initial_params)
     far = jnp.where(start > 0, moved / jnp.where(start > 0, start, 1) / distance, jnp.inf)
     grown = 1 + (step_multiplier - 1) * jnp.minimum(far, 1)
     return jnp.where(jnp.any(scale_invariant), 1, grown).astype(dtype)
@@ -684,11 +695,8 @@ def salsa_transformation(
                     moved = step_direction
                     if directions.step_scale is not None:
                         scale = directions.step_scale(search_direction, step_direction)
-                leaf_slopes = scale * jnp.stack(
-                    [
-                        optax.tree.real(optax.tree.vdot(g, d)).astype(dtype)
-                        for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(moved), strict=True)
-                    ]
+                leaf_slopes = scale * _per_leaf(
+                    lambda g, d: optax.tree.real(optax.tree.vdot(g, d)).astype(dtype), grad, moved
                 )
                 new_noise = _predicted_noise(
                     noise,
