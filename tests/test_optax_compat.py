@@ -67,6 +67,7 @@ def test_presets_by_name():
         "step_multiplier": 1.0,
         "multiplier_distance": None,
         "multiplier_noise": None,
+        "rescale_distance": None,
         "searched_step_along_momentum": False,
         "increase_factor": 1.1,
     }

@@ -15,6 +15,7 @@ _PUBLISHED_STEPS = {
     "step_multiplier": 1.0,
     "multiplier_distance": None,
     "multiplier_noise": None,
+    "rescale_distance": None,
     "searched_step_along_momentum": False,
     "increase_factor": 1.1,
 }
@@ -45,6 +46,7 @@ def salsa(
     step_multiplier: Any = 2.0,
     multiplier_distance: Any = 0.25,
     multiplier_noise: Any = 0.05,
+    rescale_distance: Any = None,
     searched_step_along_momentum: bool = False,
     adaptive_search_frequency: Any = DEFAULTS.adaptive_search_frequency,
     decrease_factor: Any = DEFAULTS.decrease_factor,
@@ -124,6 +126,13 @@ def salsa(
         trial) and every step keeps the search's, as multiplied steps would overshoot the line
         minimum and stall short of the optimum; on minibatches of 16–128 examples the ratio
         stayed above 0.15 after the first tenth of each run (README, *Seventh round*).
+      rescale_distance: ``None`` (every skipped step takes ``rescale_momentum``'s rescaling), or
+        :math:`\delta_\rho > 0`: a parameter leaf takes the rescaling only as far as it has moved
+        from its initial value, :math:`(\|Pg\|/\|P\hat m\|)^{\rho \min(1, \|w - w_0\| /
+        (\delta_\rho \|w_0\|))}`, measured at each search (a leaf that starts at zero counts as
+        far): a fine-tuned network near its pretrained weights takes the published momentum step,
+        one trained from scratch the rescaled step once it has left its start. The state keeps a
+        copy of the initial parameters (one copy, shared with ``multiplier_distance``).
       searched_step_along_momentum: a searched step moves along the (rescaled) momentum
         direction with the accepted step size, as a skipped step does, instead of to the accepted
         trial point on :math:`-P g` (static).
@@ -180,6 +189,7 @@ def salsa(
         step_multiplier=step_multiplier,
         multiplier_distance=multiplier_distance,
         multiplier_noise=multiplier_noise,
+        rescale_distance=rescale_distance,
         searched_step_along_step_direction=searched_step_along_momentum,
         reference_bypass=reference_bypass,
         **search_arguments(locals()),

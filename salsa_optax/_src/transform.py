@@ -79,7 +79,7 @@ class SalsaInfo(NamedTuple):
 
 
 class DistanceState(NamedTuple):
-    r"""Where each parameter leaf started, for ``multiplier_distance``.
+    r"""Where each parameter leaf started, for ``multiplier_distance`` and ``rescale_distance``.
 
     The per-leaf quantities are vectors with one entry per leaf of the parameters, in the order
     of ``jax.tree.leaves(params)``: one array each, however many leaves the model has.
@@ -92,12 +92,15 @@ class DistanceState(NamedTuple):
         any leaf is, every multiplier is 1.
       multipliers: per leaf (the state's float type), the factor its steps take, as of the last
         search.
+      rescale_exponents: with ``rescale_distance``, per leaf, the share :math:`\in [0, 1]` of
+        the step direction's rescaling its steps take, as of the last search; else ``None``.
     """
 
     initial_params: Any
     radial_sum: Any
     radial_count: Any
     multipliers: Any
+    rescale_exponents: Any = None
 
 
 class NoiseState(NamedTuple):
@@ -304,6 +307,11 @@ def _check_hyperparameters(**values: Any) -> None:
             "multiplier_noise > 0 (or None: the multiplier applies whatever the noise)",
             {"optional": True},
         ),
+        "rescale_distance": (
+            lambda v: v > 0,
+            "rescale_distance > 0 (or None: every parameter takes the rescaled step)",
+            {"optional": True},
+        ),
     }
     for name, value in values.items():
         is_valid, requirement, options = requirements[name]
@@ -388,37 +396,44 @@ def _scale_invariant(radial_sum: jax.Array, radial_count: jax.Array) -> jax.Arra
     return (radial_count > 0) & (radial_sum < SCALE_INVARIANCE_LEVEL * radial_count)
 
 
-def _distance_multipliers(
-    params: optax.Params,
-    initial_params: optax.Params,
-    scale_invariant: jax.Array,
-    step_multiplier: Any,
-    distance: Any,
-    dtype,
-) -> jax.Array:
-    r"""Per leaf (a vector), :math:`1 + (\mu - 1) \min(1, \|w - w_0\| / (\delta \|w_0\|))`;
-    all 1 when any leaf is scale-invariant.
-
-    A leaf that started at zero counts as far from its start.
+def _relative_distances(params: optax.Params, initial_params: optax.Params, dtype) -> jax.Array:
+    r"""Per leaf (a vector), :math:`\|w - w_0\| / \|w_0\|`; infinite for a leaf that started at
+    zero (it counts as far from its start).
 
     Examples:
       >>> w0 = {"far": jnp.zeros(2), "half": jnp.ones(4), "still": jnp.ones(2)}
       >>> w = {"far": jnp.ones(2), "half": jnp.array([2.0, 1.0, 1.0, 1.0]), "still": jnp.ones(2)}
-      >>> invariant = jnp.array([False, False, False])
-      >>> _distance_multipliers(w, w0, invariant, 2.0, 1.0, jnp.float32).tolist()
-      [2.0, 1.5, 1.0]
-      >>> _distance_multipliers(w, w0, invariant.at[2].set(True), 2.0, 1.0, jnp.float32).tolist()
-      [1.0, 1.0, 1.0]
+      >>> _relative_distances(w, w0, jnp.float32).tolist()
+      [inf, 0.5, 0.0]
     """
-
     moved = _per_leaf(
         lambda w, w0: optax.tree.norm(jnp.asarray(w, dtype) - jnp.asarray(w0, dtype)),
         params,
         initial_params,
     )
     start = _per_leaf(lambda w0: optax.tree.norm(jnp.asarray(w0, dtype)), initial_params)
-    far = jnp.where(start > 0, moved / jnp.where(start > 0, start, 1) / distance, jnp.inf)
-    grown = 1 + (step_multiplier - 1) * jnp.minimum(far, 1)
+    return jnp.where(start > 0, moved / jnp.where(start > 0, start, 1), jnp.inf)
+
+
+def _distance_multipliers(
+    relative_distances: jax.Array,
+    scale_invariant: jax.Array,
+    step_multiplier: Any,
+    distance: Any,
+    dtype,
+) -> jax.Array:
+    r"""Per leaf (a vector), :math:`1 + (\mu - 1) \min(1, r / \delta)` of its relative distance
+    :math:`r` from its start; all 1 when any leaf is scale-invariant.
+
+    Examples:
+      >>> relative = jnp.array([jnp.inf, 0.5, 0.0])
+      >>> invariant = jnp.array([False, False, False])
+      >>> _distance_multipliers(relative, invariant, 2.0, 1.0, jnp.float32).tolist()
+      [2.0, 1.5, 1.0]
+      >>> _distance_multipliers(relative, invariant.at[2].set(True), 2.0, 1.0, jnp.float32).tolist()
+      [1.0, 1.0, 1.0]
+    """
+    grown = 1 + (step_multiplier - 1) * jnp.minimum(relative_distances / distance, 1)
     return jnp.where(jnp.any(scale_invariant), 1, grown).astype(dtype)
 
 
@@ -453,6 +468,7 @@ def salsa_transformation(
     step_multiplier: Any = 1.0,
     multiplier_distance: Any = None,
     multiplier_noise: Any = None,
+    rescale_distance: Any = None,
     searched_step_along_step_direction: bool = False,
     reference_bypass: bool = False,
     aux_like: Any = None,
@@ -474,6 +490,10 @@ def salsa_transformation(
       multiplier_noise: ``None``, or :math:`\nu`: the multiplier applies only while the loss is
         noisy, while the root mean square of the residual of :class:`NoiseState` exceeds
         :math:`\nu` times that of the linear change; else every step takes the search's.
+      rescale_distance: ``None``, or :math:`\delta_\rho`: with a direction that rescales its
+        step (:attr:`Directions.step_scale`, factor :math:`s`), a parameter leaf takes
+        :math:`s^{\min(1, \|w - w_0\| / (\delta_\rho \|w_0\|))}`, measured at each search: a leaf
+        near its start takes the unrescaled step, one that has left it the rescaled step.
       searched_step_along_step_direction: a searched step moves along the step direction with the
         accepted step size instead of to the accepted trial point (static).
       reference_bypass: skip the search when the loss or the smoothed slope is below 1e-8, as
@@ -502,6 +522,7 @@ def salsa_transformation(
         step_multiplier=step_multiplier,
         multiplier_distance=multiplier_distance,
         multiplier_noise=multiplier_noise,
+        rescale_distance=rescale_distance,
     )
     armijo_config = armijo.ArmijoConfig(
         slope_rtol=slope_rtol,
@@ -520,6 +541,9 @@ def salsa_transformation(
     # With multiplier_distance each leaf's update carries its own multiplier; else all share it.
     per_leaf = multiplier_distance is not None
     shared_multiplier = 1.0 if per_leaf else step_multiplier
+    # With rescale_distance each leaf's step direction carries its own share of the rescaling.
+    per_leaf_rescaling = rescale_distance is not None and directions.step_scale is not None
+    tracks_distance = per_leaf or per_leaf_rescaling
 
     def init_fn(params: optax.Params) -> ScaleBySalsaState:
         dtype = _scalar_dtype(params)
@@ -537,12 +561,15 @@ def salsa_transformation(
             directions=directions.init(params),
             aux=None if aux_like is None else _zeros_like_aux(aux_like),
             distance=None
-            if multiplier_distance is None
+            if not tracks_distance
             else DistanceState(
                 initial_params=jax.tree.map(jnp.array, params),
                 radial_sum=jnp.zeros(len(jax.tree.leaves(params)), dtype),
                 radial_count=jnp.zeros(len(jax.tree.leaves(params)), jnp.int32),
                 multipliers=jnp.ones(len(jax.tree.leaves(params)), dtype),
+                rescale_exponents=jnp.zeros(len(jax.tree.leaves(params)), dtype)
+                if per_leaf_rescaling
+                else None,
             ),
             noise=None
             if multiplier_noise is None
@@ -617,7 +644,7 @@ def salsa_transformation(
 
         def largest_multiplier(distance_state):
             # What info.step_size reports: the step of the leaf with the largest multiplier.
-            if distance_state is None:
+            if not per_leaf:
                 return shared
             return jnp.max(gated(distance_state.multipliers))
 
@@ -672,21 +699,26 @@ def salsa_transformation(
             )
             taken = result.step_taken * shared
             new_distance = distance
+            if tracks_distance:
+                relative = _relative_distances(params, state.distance.initial_params, dtype)
             if per_leaf:
                 alignment, measured = _radial_alignment(grad, params, dtype)
                 radial_sum = distance.radial_sum + alignment
                 radial_count = distance.radial_count + measured.astype(jnp.int32)
-                new_distance = distance._replace(
+                new_distance = new_distance._replace(
                     radial_sum=radial_sum,
                     radial_count=radial_count,
                     multipliers=_distance_multipliers(
-                        params,
-                        state.distance.initial_params,
+                        relative,
                         _scale_invariant(radial_sum, radial_count),
                         step_multiplier,
                         multiplier_distance,
                         dtype,
                     ),
+                )
+            if per_leaf_rescaling:
+                new_distance = new_distance._replace(
+                    rescale_exponents=jnp.minimum(relative / rescale_distance, 1).astype(dtype)
                 )
             new_noise = noise
             if noise is not None:
@@ -807,8 +839,10 @@ def salsa_transformation(
             branch, [typed(not_finite), typed(skip), typed(search)], None
         )
 
-        def combine(p, d_search, d_step, multiplier=None):
-            update = search_coef * d_search + step_coef * d_step
+        def combine(p, d_search, d_step, step_factor=None, multiplier=None):
+            update = search_coef * d_search + step_coef * (
+                d_step if step_factor is None else step_factor * d_step
+            )
             if multiplier is not None:
                 update = multiplier * update
             if not no_weight_decay:
@@ -823,17 +857,29 @@ def salsa_transformation(
         # From the state returned (equal to the accumulated one wherever the step moves): the
         # moments are then read once, after they are written, as in optax.adam.
         search_direction, step_direction = directions.along(updates, new_directions, state.count)
+        treedef = jax.tree.structure(params)
+        num_leaves = treedef.num_leaves
+        step_factors = multipliers = [None] * num_leaves
         if directions.step_scale is not None:
             # The factor on the step direction, from the directions the update is formed of.
-            step_coef = step_coef * directions.step_scale(search_direction, step_direction)
-        per_leaf_trees = ()
+            factor = directions.step_scale(search_direction, step_direction)
+            if per_leaf_rescaling:
+                step_factors = list(factor**new_scalars.distance.rescale_exponents)
+            else:
+                step_coef = step_coef * factor
         if per_leaf:
-            multipliers = gated(new_scalars.distance.multipliers)
-            per_leaf_trees = (jax.tree.unflatten(jax.tree.structure(params), list(multipliers)),)
-        new_updates = jax.tree.map(
-            combine, params, search_direction, step_direction, *per_leaf_trees
+            multipliers = list(gated(new_scalars.distance.multipliers))
+        new_updates = treedef.unflatten(
+            map(
+                combine,
+                treedef.flatten_up_to(params),
+                treedef.flatten_up_to(search_direction),
+                treedef.flatten_up_to(step_direction),
+                step_factors,
+                multipliers,
+            )
         )
-        if per_leaf:
+        if tracks_distance:
             new_scalars = new_scalars._replace(
                 distance=new_scalars.distance._replace(initial_params=state.distance.initial_params)
             )
