@@ -1048,3 +1048,49 @@ def test_a_step_keeps_every_state_type_with_float32_parameters_and_float64_enabl
     assert int(_info(new_state).search_outcome) == ACCEPTED
     for old, new in zip(jax.tree.leaves(state), jax.tree.leaves(new_state), strict=True):
         assert (new.dtype, new.shape) == (old.dtype, old.shape)
+
+
+def test_rescale_distance_gives_each_leaf_the_rescaling_as_far_as_it_moved_at_the_last_search():
+    """A skipped step along P m scaled by s**min(1, |w - w0| / (delta |w0|)), s = |Pg| / |Pm|,
+    w as of the last search; searched steps, which move along -P g, are untouched."""
+    delta = 1.5
+    w0 = {"fresh": jnp.zeros(2), "moved": jnp.array([0.5, 1.0, -0.5])}
+    options = dict(
+        step_multiplier=1.0, warmup_searches=2, max_search_interval=4, initial_learning_rate=0.5
+    )
+    variants = {
+        "rescaled": salsa_optax.salsa(**options),
+        "short": salsa_optax.salsa(rescale_momentum=False, **options),
+        "by_distance": salsa_optax.salsa(rescale_distance=delta, **options),
+    }
+    states = {name: _settled(tx, w0, 0.5, 0.5) for name, tx in variants.items()}
+    w, at_search, exponents, skipped = w0, w0, [], 0
+    for _ in range(12):
+        updates = {}
+        for name, tx in variants.items():
+            updates[name], states[name] = _step(tx, w, _far_loss, states[name])
+        if bool(_info(states["rescaled"]).searched):
+            at_search = w
+            for name in variants:
+                np.testing.assert_array_equal(updates[name]["moved"], updates["rescaled"]["moved"])
+        else:
+            skipped += 1
+            factor = updates["rescaled"]["fresh"] / updates["short"]["fresh"]
+            assert np.ptp(factor) < 1e-12 and abs(factor[0] - 1) > 0.05  # one factor, not 1
+            moved = np.linalg.norm(at_search["moved"] - w0["moved"])
+            exponent = min(1.0, moved / (delta * np.linalg.norm(w0["moved"])))
+            exponents.append(exponent)
+            # A leaf that starts at zero is far from its start: the rescaled step.
+            np.testing.assert_allclose(
+                updates["by_distance"]["fresh"], updates["rescaled"]["fresh"], rtol=1e-13
+            )
+            np.testing.assert_allclose(
+                updates["by_distance"]["moved"],
+                factor[0] ** exponent * updates["short"]["moved"],
+                rtol=1e-13,
+            )
+        w = jax.tree.map(jnp.add, w, updates["rescaled"])
+    assert skipped >= 3
+    # The moved leaf's exponent passed between its bounds: short, partly and fully rescaled.
+    assert any(0 < e < 1 for e in exponents) and max(exponents) == 1
+    assert states["rescaled"].distance.rescale_exponents is None
