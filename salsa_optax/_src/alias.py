@@ -46,7 +46,7 @@ def salsa(
     step_multiplier: Any = 2.0,
     multiplier_distance: Any = 0.25,
     multiplier_noise: Any = 0.05,
-    rescale_distance: Any = None,
+    rescale_distance: Any = 0.25,
     searched_step_along_momentum: bool = False,
     adaptive_search_frequency: Any = DEFAULTS.adaptive_search_frequency,
     decrease_factor: Any = DEFAULTS.decrease_factor,
@@ -70,8 +70,9 @@ def salsa(
     2. Adam moments and bias correction, :math:`P = 1/(\sqrt{\hat v} + \epsilon)`;
     3. a searching step tests trial points :math:`\tilde w - \eta P g` (or :math:`- \eta P \hat m`
        with ``search_with_momentum``), starting from :math:`\gamma\eta`, and takes the accepted
-       one; a step the schedule skips moves to
-       :math:`\tilde w - \gamma\eta P \hat m \, (\|Pg\|/\|P\hat m\|)^\rho`;
+       one; a step the schedule skips moves each parameter leaf to
+       :math:`\tilde w - \gamma\eta P \hat m \, (\|Pg\|/\|P\hat m\|)^{\rho r}`, where
+       :math:`r \in [0, 1]` grows with the leaf's distance from its start (``rescale_distance``);
     4. on a noisy (minibatch) loss, each parameter leaf that has left its start moves up to
        ``step_multiplier`` times that step (see ``multiplier_distance`` and
        ``multiplier_noise``).
@@ -79,7 +80,9 @@ def salsa(
     The defaults are not the authors' published ones (:func:`salsa_published`); the README's
     *Defaults* gives the measurements that chose them. Skipped steps move as far as searched ones
     (``rescale_momentum=True``: the published momentum step is 4–5× shorter than the search
-    direction its step size was calibrated on), the step size never grows
+    direction its step size was calibrated on) once a leaf has left its start, while fine-tuned
+    weights near their pretrained values take the published step (``rescale_distance``), the
+    step size never grows
     (``increase_factor=1.0``), the search never depends on the loss's offset (no
     ``reference_bypass``), and in minibatch training from scratch every step moves twice what
     the search accepted, where neither a deterministic loss, a fine-tuned network nor a
@@ -126,7 +129,8 @@ def salsa(
         trial) and every step keeps the search's, as multiplied steps would overshoot the line
         minimum and stall short of the optimum; on minibatches of 16–128 examples the ratio
         stayed above 0.15 after the first tenth of each run (README, *Seventh round*).
-      rescale_distance: ``None`` (every skipped step takes ``rescale_momentum``'s rescaling), or
+      rescale_distance: ``None`` (every skipped step takes ``rescale_momentum``'s rescaling, the
+        default before 0.4), or
         :math:`\delta_\rho > 0`: a parameter leaf takes the rescaling only as far as it has moved
         from its initial value, :math:`(\|Pg\|/\|P\hat m\|)^{\rho \min(1, \|w - w_0\| /
         (\delta_\rho \|w_0\|))}`, measured at each search (a leaf that starts at zero counts as

@@ -839,10 +839,9 @@ def salsa_transformation(
             branch, [typed(not_finite), typed(skip), typed(search)], None
         )
 
-        def combine(p, d_search, d_step, step_factor=None, multiplier=None):
-            update = search_coef * d_search + step_coef * (
-                d_step if step_factor is None else step_factor * d_step
-            )
+        def combine(p, d_search, d_step, leaf_step_coef=None, multiplier=None):
+            coef = step_coef if leaf_step_coef is None else leaf_step_coef
+            update = search_coef * d_search + coef * d_step
             if multiplier is not None:
                 update = multiplier * update
             if not no_weight_decay:
@@ -859,12 +858,16 @@ def salsa_transformation(
         search_direction, step_direction = directions.along(updates, new_directions, state.count)
         treedef = jax.tree.structure(params)
         num_leaves = treedef.num_leaves
-        step_factors = multipliers = [None] * num_leaves
+        leaf_step_coefs = multipliers = [None] * num_leaves
         if directions.step_scale is not None:
             # The factor on the step direction, from the directions the update is formed of.
             factor = directions.step_scale(search_direction, step_direction)
             if per_leaf_rescaling:
-                step_factors = list(factor**new_scalars.distance.rescale_exponents)
+                # A leaf far from its start takes the factor itself, as without the option.
+                exponents = new_scalars.distance.rescale_exponents
+                leaf_step_coefs = list(
+                    step_coef * jnp.where(exponents >= 1, factor, factor**exponents)
+                )
             else:
                 step_coef = step_coef * factor
         if per_leaf:
@@ -875,7 +878,7 @@ def salsa_transformation(
                 treedef.flatten_up_to(params),
                 treedef.flatten_up_to(search_direction),
                 treedef.flatten_up_to(step_direction),
-                step_factors,
+                leaf_step_coefs,
                 multipliers,
             )
         )
