@@ -1,10 +1,10 @@
 """Longer steps than the search's on deterministic losses: does the run still reach the optimum?
 
-``salsa(step_multiplier=μ, multiplier_distance=0.25, multiplier_noise=None)`` moves each parameter
-leaf that has left its start up to μ times the step the search accepted. On minibatch training
-from scratch μ = 2 helps (README, *Fifth round*); here the loss is the same at every step. The last
-column is ``salsa()`` itself, whose ``multiplier_noise`` keeps its μ = 2 off on a loss without
-noise (README, *Seventh round*). The problems are those of the core tests
+``salsa(step_multiplier=μ, multiplier_distance=0.25, multiplier_noise=None, rescale_distance=None)``
+moves each parameter leaf that has left its start up to μ times the step the search accepted. On
+minibatch training from scratch μ = 2 helps (README, *Fifth round*); here the loss is the same at
+every step. The last column is ``salsa()`` itself, whose ``multiplier_noise`` keeps its μ = 2 off
+on a loss without noise (README, *Seventh round*). The problems are those of the core tests
 (``tests/objectives.py``: a quadratic, Rosenbrock, logistic regression, a small MLP; the least
 squares and regularised logistic regression of ``tests/test_convergence.py``). Each cell trains
 ``--steps`` steps from the problem's start and reports the final loss and gradient norm::
@@ -43,7 +43,10 @@ def optimizer(column: str):
     if column == DEFAULT:
         return salsa_optax.salsa()
     return salsa_optax.salsa(
-        step_multiplier=float(column), multiplier_distance=0.25, multiplier_noise=None
+        step_multiplier=float(column),
+        multiplier_distance=0.25,
+        multiplier_noise=None,
+        rescale_distance=None,
     )
 
 
@@ -86,7 +89,8 @@ def main(argv=None) -> None:
         f"(git {provenance.git_description()}), jax {jax.__version__}.",
         "",
         f"Loss after {args.steps} steps of `salsa(step_multiplier=μ, multiplier_distance=0.25, "
-        "multiplier_noise=None)` (μ = 1: every step the search's) and of `salsa()`; in "
+        "multiplier_noise=None, rescale_distance=None)` (μ = 1: every step the search's) and of "
+        "`salsa()`; in "
         "parentheses the gradient norm.",
         "",
         "| problem | "

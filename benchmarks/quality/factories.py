@@ -8,9 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-SEARCHED_STEP = {"step_multiplier": 1.0, "multiplier_distance": None, "multiplier_noise": None}
-"""``salsa()``'s default before 0.3: every step takes the search's step size. The study's
-wrappers and registry entries built on that default keep it, so their committed results hold."""
+SEARCHED_STEP = {
+    "step_multiplier": 1.0,
+    "multiplier_distance": None,
+    "multiplier_noise": None,
+    "rescale_distance": None,
+}
+"""``salsa()``'s default before 0.3: every step takes the search's step size, every skipped step
+the rescaled one. The study's wrappers and registry entries built on that default keep it, so
+their committed results hold."""
 
 
 def salsa_searched_step(**kwargs):
