@@ -178,6 +178,7 @@ _REQUIREMENTS = {
     "weight_decay": "weight_decay >= 0",
     "step_multiplier": "step_multiplier > 0",
     "multiplier_noise": "multiplier_noise > 0 (or None: the multiplier applies whatever the noise)",
+    "rescale_distance": "rescale_distance > 0 (or None: every parameter takes the rescaled step)",
 }
 
 
@@ -199,6 +200,7 @@ _REQUIREMENTS = {
         ("weight_decay", -0.1),
         ("step_multiplier", 0.0),
         ("multiplier_noise", 0.0), ("multiplier_noise", -1.0),
+        ("rescale_distance", 0.0), ("rescale_distance", -1.0),
     ],
 )  # fmt: skip
 def test_each_search_hyperparameter_outside_its_range_gets_the_full_message(name, value):
@@ -227,6 +229,7 @@ def test_the_whole_number_hyperparameters_refuse_a_fraction_with_the_full_messag
         ("warmup_searches", 0), ("max_search_interval", 1), ("weight_decay", 0.0),
         ("step_multiplier", 0.5),
         ("multiplier_noise", 1e-12), ("multiplier_noise", None),
+        ("rescale_distance", 1e-12), ("rescale_distance", None),
     ],
 )  # fmt: skip
 def test_each_search_hyperparameter_accepts_the_edges_of_its_range(name, value):
