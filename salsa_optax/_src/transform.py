@@ -415,6 +415,16 @@ def _relative_distances(params: optax.Params, initial_params: optax.Params, dtyp
     return jnp.where(start > 0, moved / jnp.where(start > 0, start, 1), jnp.inf)
 
 
+def _leaf_factors(factor: jax.Array, exponents: jax.Array) -> jax.Array:
+    """Per leaf, ``factor ** exponent``; exactly ``factor`` where the exponent is 1.
+
+    Examples:
+      >>> _leaf_factors(jnp.asarray(4.0), jnp.array([0.0, 0.5, 1.0])).tolist()
+      [1.0, 2.0, 4.0]
+    """
+    return jnp.where(exponents >= 1, factor, factor**exponents)
+
+
 def _distance_multipliers(
     relative_distances: jax.Array,
     scale_invariant: jax.Array,
@@ -727,6 +737,8 @@ def salsa_transformation(
                     moved = step_direction
                     if directions.step_scale is not None:
                         scale = directions.step_scale(search_direction, step_direction)
+                        if per_leaf_rescaling:
+                            scale = _leaf_factors(scale, new_distance.rescale_exponents)
                 leaf_slopes = scale * _per_leaf(
                     lambda g, d: optax.tree.real(optax.tree.vdot(g, d)).astype(dtype), grad, moved
                 )
@@ -863,11 +875,8 @@ def salsa_transformation(
             # The factor on the step direction, from the directions the update is formed of.
             factor = directions.step_scale(search_direction, step_direction)
             if per_leaf_rescaling:
-                # A leaf far from its start takes the factor itself, as without the option.
                 exponents = new_scalars.distance.rescale_exponents
-                leaf_step_coefs = list(
-                    step_coef * jnp.where(exponents >= 1, factor, factor**exponents)
-                )
+                leaf_step_coefs = list(step_coef * _leaf_factors(factor, exponents))
             else:
                 step_coef = step_coef * factor
         if per_leaf:
