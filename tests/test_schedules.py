@@ -122,6 +122,15 @@ class TestRecordGradNorm:
         assert float(optax.tree_utils.tree_get(state, "grad_norm")) == pytest.approx(expected)
         chex.assert_trees_all_equal(updates, optax.tree.scale(-1.0, grads))
 
+    def test_mixed_precision_parameters_logged_in_their_highest_float_type(self):
+        tx = schedules.record_grad_norm()
+        params = {"half": jnp.zeros(3, jnp.bfloat16), "full": jnp.zeros(2, jnp.float32)}
+        grads = {"half": jnp.full(3, 2.0, jnp.bfloat16), "full": jnp.array([1.0, 2.0])}
+        state = tx.init(params)
+        assert state.info.grad_norm.dtype == jnp.float32
+        _, new_state = tx.update(grads, state, params)
+        assert float(new_state.info.grad_norm) == pytest.approx(np.sqrt(12.0 + 5.0))
+
     def test_bfloat16_gradients_logged_in_float32(self):
         tx = schedules.record_grad_norm()
         params = jnp.zeros(1000, jnp.bfloat16)
