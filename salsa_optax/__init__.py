@@ -34,7 +34,7 @@ from salsa_optax._src.schedules import (
 )
 from salsa_optax._src.transform import DistanceState, SalsaInfo, ScaleBySalsaState, scale_by_salsa
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "PAPER_VALUES",

@@ -244,8 +244,12 @@ def _batch_step(tx):
 def _gated_run(offsets, w0, noise):
     """Per step (w, plain updates, gated updates, ungated updates, gated state): salsa() and the
     multiplied salsa() with and without ``multiplier_noise``, all at salsa()'s iterates; step t
-    minimises ``_batch_loss`` with ``offsets[t]``."""
-    options = dict(warmup_searches=2, max_search_interval=4, initial_learning_rate=0.5)
+    minimises ``_batch_loss`` with ``offsets[t]``. All measure the rescaling on every step
+    (without ``multiplier_noise`` a skipped step always does): the gate's only effect is the
+    multiplier."""
+    options = dict(
+        warmup_searches=2, max_search_interval=4, initial_learning_rate=0.5, rescale_each_step=True
+    )
     far = dict(step_multiplier=3.0, multiplier_distance=1.5, **options)
     txs = (
         salsa_optax.salsa(step_multiplier=1.0, **options),

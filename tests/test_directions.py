@@ -71,8 +71,9 @@ def test_rescale_exponent_out_of_range_is_rejected(exponent):
         salsa_optax.salsa(rescale_momentum=exponent)
 
 
-def _skipped_step(tx):
-    """The distance a step the schedule skips moves, its step size, and both direction norms."""
+def _skipped_step(tx, noisy=False):
+    """The distance a step the schedule skips moves, its step size, both direction norms, and the
+    states before and after it; with ``noisy``, the state before it has measured a noisy loss."""
     step = make_train_step(tx, MLP)
     params, state = MLP.params, tx.init(MLP.params)
     for _ in range(12):
@@ -84,6 +85,13 @@ def _skipped_step(tx):
         learning_rate_slow=state.learning_rate,
         steps_since_search=jnp.zeros_like(state.steps_since_search),
     )
+    if noisy:  # residuals 100 times the linear change, none pending
+        one = jnp.ones_like(state.noise.residual_sq)
+        state = state._replace(
+            noise=state.noise._replace(
+                pending=jnp.asarray(False), residual_sq=one, linear_sq=1e-4 * one
+            )
+        )
     grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
     new_params, new_state, _ = step(params, state)
     assert not bool(new_state.info.searched)
@@ -92,22 +100,46 @@ def _skipped_step(tx):
     )
     moved = optax.tree.norm(jax.tree.map(jnp.subtract, new_params, params))
     step_size = new_state.info.step_size
-    return moved, step_size, optax.tree.norm(search), optax.tree.norm(momentum)
+    return moved, step_size, optax.tree.norm(search), optax.tree.norm(momentum), state, new_state
 
 
 @pytest.mark.parametrize("increase_factor", [1.0, 1.1])
-def test_default_skipped_step_moves_as_far_as_the_search_direction(increase_factor):
-    moved, step_size, search_norm, momentum_norm = _skipped_step(
-        salsa_optax.salsa(increase_factor=increase_factor)
+@pytest.mark.parametrize(
+    ("kwargs", "noisy"),
+    [({}, False), ({"rescale_each_step": True}, True), ({"multiplier_noise": None}, False)],
+    ids=["default-deterministic", "each-step-noisy", "no-noise-gate"],
+)
+def test_skipped_step_that_measures_the_rescaling_moves_as_far_as_the_search_direction(
+    increase_factor, kwargs, noisy
+):
+    moved, step_size, search_norm, momentum_norm, _, new_state = _skipped_step(
+        salsa_optax.salsa(increase_factor=increase_factor, **kwargs), noisy
     )
     np.testing.assert_allclose(moved, step_size * search_norm, rtol=1e-4)
     assert search_norm > 1.2 * momentum_norm  # the rescaling matters here
+    np.testing.assert_allclose(new_state.step_scale, search_norm / momentum_norm, rtol=1e-5)
+
+
+@pytest.mark.parametrize("increase_factor", [1.0, 1.1])
+def test_default_skipped_step_on_a_noisy_loss_keeps_the_rescaling_of_the_last_search(
+    increase_factor,
+):
+    moved, step_size, search_norm, momentum_norm, state, new_state = _skipped_step(
+        salsa_optax.salsa(increase_factor=increase_factor), noisy=True
+    )
+    factor = float(state.step_scale)
+    assert factor > 1.1  # measured, not the initial 1
+    np.testing.assert_allclose(moved, step_size * factor * momentum_norm, rtol=1e-4)
+    # The factor of this step's own directions differs: the step does not measure it.
+    assert abs(search_norm / momentum_norm - factor) > 1e-3 * factor
+    assert float(new_state.step_scale) == factor
 
 
 def test_published_skipped_steps_move_along_plain_momentum():
     for tx in (salsa_optax.salsa_published(), salsa_optax.salsa(rescale_momentum=False)):
-        moved, step_size, _, momentum_norm = _skipped_step(tx)
+        moved, step_size, _, momentum_norm, state, _ = _skipped_step(tx)
         np.testing.assert_allclose(moved, step_size * momentum_norm, rtol=1e-4)
+        assert state.step_scale is None
 
 
 @pytest.mark.parametrize("rescale", [False, True])
@@ -124,6 +156,8 @@ def test_searched_step_along_momentum_moves_along_the_step_direction(rescale):
     directions = adam_directions(0.9, 0.999, 1e-8, False, rescale)
     search, direction, _ = directions.update(grads, state.directions, state.count)
     factor = directions.step_scale(search, direction) if rescale else 1.0
+    if rescale:  # measured at this search and kept for the steps it skips
+        np.testing.assert_allclose(new_state.step_scale, factor, rtol=1e-6)
     moved = jax.tree.map(jnp.subtract, new_params, params)
     expected = optax.tree.scale(new_state.info.step_size * factor, direction)
     close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)

@@ -8,7 +8,8 @@ Run from the repository root (a minute on one CPU core; nothing is timed)::
 For each model and variant it compiles the benchmark's training step (the runners' jitted
 ``examples.common.train_step``, state donated) and counts the instructions the step executes —
 those of the entry computation and, in a conditional, of the branch a skipped step takes (for
-SaLSa's transform, the second of the three of its ``lax.switch``: not finite, skipped, searched;
+SaLSa's transform, the second of its ``lax.switch``: not finite, skipped, searched and, with the
+rescaling, skipped measuring it;
 the first of a two-way ``lax.cond``, its false branch) — by kind and size:
 kernels writing an array the size of a parameter leaf or more (passes over the parameters),
 smaller ones (mostly scalar bookkeeping, each a kernel launch of its own), copies, and the
@@ -37,8 +38,9 @@ from benchmarks.speed.runners import JaxRunner
 # Instructions that move no data and launch nothing.
 _FREE = ("parameter", "constant", "get-tuple-element", "tuple", "bitcast")
 # The branch a skipped step takes, by the conditional's number of branches: the second of the
-# transform's lax.switch, the false one (first) of a lax.cond.
-SKIPPED_BRANCH = {3: 1, 2: 0}
+# transform's lax.switch (the one keeping the rescaling where it has four), the false one (first)
+# of a lax.cond.
+SKIPPED_BRANCH = {4: 1, 3: 1, 2: 0}
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%\S+ = (\S+?)(?:\{[^}]*\})? ([\w-]+)\(")
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 

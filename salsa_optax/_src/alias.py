@@ -47,6 +47,7 @@ def salsa(
     multiplier_distance: Any = 0.25,
     multiplier_noise: Any = 0.05,
     rescale_distance: Any = 0.25,
+    rescale_each_step: bool = False,
     searched_step_along_momentum: bool = False,
     adaptive_search_frequency: Any = DEFAULTS.adaptive_search_frequency,
     decrease_factor: Any = DEFAULTS.decrease_factor,
@@ -137,6 +138,13 @@ def salsa(
         far): a fine-tuned network near its pretrained weights takes the published momentum step,
         one trained from scratch the rescaled step once it has left its start. The state keeps a
         copy of the initial parameters (one copy, shared with ``multiplier_distance``).
+      rescale_each_step: measure :math:`\|Pg\|/\|P\hat m\|` on every step, as before 0.5
+        (static). By default a step the schedule skips measures it only where
+        ``multiplier_noise`` has measured the loss and found it not noisy; on a noisy loss it
+        takes the factor the last search measured, and makes no pass over the parameters beyond
+        Adam's (measuring takes two, each with a division and a square root per entry). On a
+        deterministic loss every step measures it: a factor kept from a search stalls a
+        converging run there.
       searched_step_along_momentum: a searched step moves along the (rescaled) momentum
         direction with the accepted step size, as a skipped step does, instead of to the accepted
         trial point on :math:`-P g` (static).
@@ -194,6 +202,7 @@ def salsa(
         multiplier_distance=multiplier_distance,
         multiplier_noise=multiplier_noise,
         rescale_distance=rescale_distance,
+        rescale_each_step=rescale_each_step,
         searched_step_along_step_direction=searched_step_along_momentum,
         reference_bypass=reference_bypass,
         **search_arguments(locals()),

@@ -232,6 +232,8 @@ class ScaleBySalsaState(NamedTuple):
       learning_rate_fast: fast moving average of accepted step sizes (decay 0.9).
       learning_rate_slow: slow moving average of accepted step sizes (decay 0.99).
       steps_since_search: steps since the last search, int32.
+      step_scale: with a direction that rescales its step (:attr:`Directions.step_scale`), the
+        factor of the last step that measured it (1 before the first); else ``None``.
       directions: state of the direction (Adam moments for the full optimizer).
       aux: with ``aux_like``, the auxiliary output of ``value_fn`` at the accepted trial (on a step
         without a search, the ``aux`` given to ``update``, or the previous one); else ``None``.
@@ -247,6 +249,7 @@ class ScaleBySalsaState(NamedTuple):
     learning_rate_fast: jax.Array  # float
     learning_rate_slow: jax.Array  # float
     steps_since_search: jax.Array  # int32
+    step_scale: Any
     directions: Any
     aux: Any
     distance: Any
@@ -398,13 +401,15 @@ def _scale_invariant(radial_sum: jax.Array, radial_count: jax.Array) -> jax.Arra
 
 def _relative_distances(params: optax.Params, initial_params: optax.Params, dtype) -> jax.Array:
     r"""Per leaf (a vector), :math:`\|w - w_0\| / \|w_0\|`; infinite for a leaf that started at
-    zero (it counts as far from its start).
+    zero or at a value that is not finite (a frozen mask of -inf): it counts as far from its start.
 
     Examples:
-      >>> w0 = {"far": jnp.zeros(2), "half": jnp.ones(4), "still": jnp.ones(2)}
-      >>> w = {"far": jnp.ones(2), "half": jnp.array([2.0, 1.0, 1.0, 1.0]), "still": jnp.ones(2)}
+      >>> w0 = {"far": jnp.zeros(2), "half": jnp.ones(4), "mask": jnp.array([-jnp.inf]),
+      ...       "still": jnp.ones(2)}
+      >>> w = {"far": jnp.ones(2), "half": jnp.array([2.0, 1.0, 1.0, 1.0]), "mask": w0["mask"],
+      ...      "still": jnp.ones(2)}
       >>> _relative_distances(w, w0, jnp.float32).tolist()
-      [inf, 0.5, 0.0]
+      [inf, 0.5, inf, 0.0]
     """
     moved = _per_leaf(
         lambda w, w0: optax.tree.norm(jnp.asarray(w, dtype) - jnp.asarray(w0, dtype)),
@@ -412,7 +417,8 @@ def _relative_distances(params: optax.Params, initial_params: optax.Params, dtyp
         initial_params,
     )
     start = _per_leaf(lambda w0: optax.tree.norm(jnp.asarray(w0, dtype)), initial_params)
-    return jnp.where(start > 0, moved / jnp.where(start > 0, start, 1), jnp.inf)
+    measurable = (start > 0) & jnp.isfinite(start)
+    return jnp.where(measurable, moved / jnp.where(measurable, start, 1), jnp.inf)
 
 
 def _leaf_factors(factor: jax.Array, exponents: jax.Array) -> jax.Array:
@@ -479,6 +485,7 @@ def salsa_transformation(
     multiplier_distance: Any = None,
     multiplier_noise: Any = None,
     rescale_distance: Any = None,
+    rescale_each_step: bool = False,
     searched_step_along_step_direction: bool = False,
     reference_bypass: bool = False,
     aux_like: Any = None,
@@ -504,6 +511,11 @@ def salsa_transformation(
         step (:attr:`Directions.step_scale`, factor :math:`s`), a parameter leaf takes
         :math:`s^{\min(1, \|w - w_0\| / (\delta_\rho \|w_0\|))}`, measured at each search: a leaf
         near its start takes the unrescaled step, one that has left it the rescaled step.
+      rescale_each_step: with a direction that rescales its step, measure the factor :math:`s`
+        on every step (static). Else a skipped step measures it only where ``multiplier_noise``
+        has measured the loss and found it not noisy (or without ``multiplier_noise``), and
+        otherwise takes the factor the last search measured: measuring takes two passes over
+        the parameters with a division and a square root per entry, about an Adam step's work.
       searched_step_along_step_direction: a searched step moves along the step direction with the
         accepted step size instead of to the accepted trial point (static).
       reference_bypass: skip the search when the loss or the smoothed slope is below 1e-8, as
@@ -554,6 +566,7 @@ def salsa_transformation(
     # With rescale_distance each leaf's step direction carries its own share of the rescaling.
     per_leaf_rescaling = rescale_distance is not None and directions.step_scale is not None
     tracks_distance = per_leaf or per_leaf_rescaling
+    rescales = directions.step_scale is not None
 
     def init_fn(params: optax.Params) -> ScaleBySalsaState:
         dtype = _scalar_dtype(params)
@@ -568,6 +581,7 @@ def salsa_transformation(
             learning_rate_fast=jnp.asarray(search_frequency.INITIAL_AVERAGE, dtype),
             learning_rate_slow=jnp.asarray(search_frequency.INITIAL_AVERAGE, dtype),
             steps_since_search=count(),
+            step_scale=jnp.ones((), dtype) if rescales else None,
             directions=directions.init(params),
             aux=None if aux_like is None else _zeros_like_aux(aux_like),
             distance=None
@@ -730,13 +744,16 @@ def salsa_transformation(
                 new_distance = new_distance._replace(
                     rescale_exponents=jnp.minimum(relative / rescale_distance, 1).astype(dtype)
                 )
+            measured_scale = None
+            if rescales:
+                measured_scale = directions.step_scale(search_direction, step_direction)
             new_noise = noise
             if noise is not None:
                 moved, scale = search_direction, 1.0
                 if searched_step_along_step_direction:
                     moved = step_direction
-                    if directions.step_scale is not None:
-                        scale = directions.step_scale(search_direction, step_direction)
+                    if rescales:
+                        scale = measured_scale
                         if per_leaf_rescaling:
                             scale = _leaf_factors(scale, new_distance.rescale_exponents)
                 leaf_slopes = scale * _per_leaf(
@@ -766,6 +783,7 @@ def salsa_transformation(
                 learning_rate_fast=fast,
                 learning_rate_slow=slow,
                 steps_since_search=jnp.zeros_like(state.steps_since_search),
+                step_scale=measured_scale,
                 aux=result.aux,
                 distance=new_distance,
                 noise=new_noise,
@@ -813,6 +831,16 @@ def salsa_transformation(
             )
             return new_scalars, (jnp.zeros_like(step), step), True
 
+        def skip_and_measure(operand):
+            # A skipped step that measures the rescaling of its own directions, formed here as
+            # in the search branch.
+            new_scalars, coefficients, moves = skip(operand)
+            search_direction, step_direction, _ = directions.update(
+                updates, state.directions, state.count
+            )
+            factor = directions.step_scale(search_direction, step_direction)
+            return new_scalars._replace(step_scale=factor), coefficients, moves
+
         def not_finite(_):
             # A non-finite value, gradient or update leaves all but the diagnostics.
             info = totals._replace(
@@ -844,11 +872,19 @@ def salsa_transformation(
             state.learning_rate_slow,
             schedule_config,
         )
+        skipped = 1
+        if rescales and (rescale_each_step or noise is None):
+            skipped = 3
+        elif rescales:
+            # While the loss is noisy the factor changes little between searches; on a loss
+            # measured deterministic the factor kept from a search stalls a converging run.
+            skipped = jnp.where((noise.linear_sq > 0) & ~noisy, 3, 1)
         # Each branch returns the scalar state whole: the steps a branch leaves unchanged cost
         # no selection over the state's fields afterwards.
-        branch = jnp.where(finite, jnp.where(searching, 2, 1), 0)
+        branch = jnp.where(finite, jnp.where(searching, 2, skipped), 0)
+        branches = [typed(not_finite), typed(skip), typed(search), typed(skip_and_measure)]
         new_scalars, (search_coef, step_coef), moves = jax.lax.switch(
-            branch, [typed(not_finite), typed(skip), typed(search)], None
+            branch, branches if rescales else branches[:3], None
         )
 
         def combine(p, d_search, d_step, leaf_step_coef=None, multiplier=None):
@@ -871,9 +907,9 @@ def salsa_transformation(
         treedef = jax.tree.structure(params)
         num_leaves = treedef.num_leaves
         leaf_step_coefs = multipliers = [None] * num_leaves
-        if directions.step_scale is not None:
-            # The factor on the step direction, from the directions the update is formed of.
-            factor = directions.step_scale(search_direction, step_direction)
+        if rescales:
+            # The factor on the step direction, as the branch measured or kept it.
+            factor = new_scalars.step_scale
             if per_leaf_rescaling:
                 exponents = new_scalars.distance.rescale_exponents
                 leaf_step_coefs = list(step_coef * _leaf_factors(factor, exponents))
