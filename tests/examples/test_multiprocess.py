@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 
+import jax
 import multiprocess_worker
 import numpy as np
 
@@ -44,7 +45,8 @@ def _launch(runs, folder, num_processes, devices_per_process, timeout=300):
         **os.environ,
         "JAX_PLATFORMS": "cpu",
         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}",
-        "JAX_COMPILATION_CACHE_DIR": str(folder / "jax_cache"),
+        # The test run's cache (tests/conftest.py): what the runs share compiles once.
+        "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir,
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     }
     address = f"127.0.0.1:{_free_port()}"

@@ -23,18 +23,6 @@ MOCK_EXAMPLES = 32  # 4 steps of 8 per epoch under the tiny config
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """Runs of the same config in this module compile their steps once, not once per run."""
-    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-    previous = {key: getattr(jax.config, key) for key in keys}
-    jax.config.update(keys[0], str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update(keys[1], 0)
-    yield
-    for key, value in previous.items():
-        jax.config.update(key, value)
-
-
 def tiny_config(**changes):
     return dataclasses.replace(configs.load_config("examples.resnet.configs", "tiny"), **changes)
 
