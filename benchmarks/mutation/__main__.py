@@ -17,10 +17,18 @@ With ``--rerun-survivors``, only the mutants a module's row left alive run again
 tests as they are now (tests added since kill some); the mutants the full run killed stay killed::
 
     bash scripts/mutation.sh directions validation --rerun-survivors
+
+With ``--part K/N``, only the K-th of N parts of each module's mutants runs (those whose number
+ends in a digit ``d`` with ``d % N == K - 1``): a module too long for one sitting (``transform``,
+1 400 mutants) is measured in parts, and its row sums the parts run so far at the module's current
+source, naming which::
+
+    bash scripts/mutation.sh transform --part 1/5 --max-children 2
 """
 
 import argparse
 import datetime
+import fnmatch
 import importlib.metadata
 import json
 import pathlib
@@ -42,6 +50,14 @@ def main(argv: list[str] | None = None) -> None:
         help="run again only the mutants the report's row of each module did not kill (its "
         "source unchanged since), against the current tests, and update that row",
     )
+    parser.add_argument(
+        "--part",
+        type=report.parse_part,
+        default=None,
+        metavar="K/N",
+        help="run only the K-th of N parts of each module's mutants (N divides 10) and add it to "
+        "the module's row",
+    )
     args = parser.parse_args(argv)
     for module in args.modules:
         if not pathlib.Path(f"salsa_optax/_src/{module}.py").is_file():
@@ -54,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     report_json = args.out / "mutation.json"
     rows = _previous_rows(report_json)
+    if args.rerun_survivors and args.part:
+        parser.error("--rerun-survivors reruns a whole row: give no --part")
     if args.rerun_survivors:
         for module in args.modules:
             if module not in rows:
@@ -72,6 +90,19 @@ def main(argv: list[str] | None = None) -> None:
             updated = report.rerun_row(full, run.verdicts(), equivalent, run.PACKAGE)
             rerun = header | {"mutants": names} | (cost._asdict() if cost else {})
             rows[module] = full | updated | {"rerun": rerun}
+        elif args.part:
+            pattern = report.part_pattern(f"{run.PACKAGE}.{module}.", *args.part)
+            cost = run.run_module(module, args.max_children, [pattern])
+            verdicts = {n: v for n, v in run.verdicts().items() if fnmatch.fnmatch(n, pattern)}
+            part = report.summarise(module, verdicts, equivalent, run.PACKAGE)
+            part |= cost._asdict() | {"run": header}
+            previous = rows.get(module, {}).get("parts", {})
+            if previous and any(
+                _changed_since(p["run"]["commit"], module) for p in previous.values()
+            ):
+                print(f"salsa_optax/_src/{module}.py changed since its parts ran: starting over")
+                previous = {}
+            rows[module] = report.combine_parts(previous | {report.part_name(*args.part): part})
         else:
             cost = run.run_module(module, args.max_children)
             row = report.summarise(module, run.verdicts(), equivalent, run.PACKAGE)

@@ -72,6 +72,67 @@ def rerun_row(
     }
 
 
+def parse_part(text: str) -> tuple[int, int]:
+    """``"K/N"`` as ``(K, N)``, the K-th of N parts of a module's mutants (N divides 10).
+
+    Examples:
+      >>> parse_part("2/5")
+      (2, 5)
+    """
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and int(n) in (1, 2, 5, 10) and 1 <= int(k) <= int(n)):
+        raise ValueError(f"a part is K/N with N in 1, 2, 5, 10 and 1 <= K <= N, got {text!r}")
+    return int(k), int(n)
+
+
+def part_name(k: int, n: int) -> str:
+    return f"{k}/{n}"
+
+
+def part_pattern(prefix: str, k: int, n: int) -> str:
+    """The mutant names of part ``k`` of ``n`` under ``prefix``: those whose number ends in a digit
+    ``d`` with ``d % n == k - 1`` (an fnmatch pattern, as ``mutmut run`` takes).
+
+    Examples:
+      >>> part_pattern("pkg.transform.", 2, 5)
+      'pkg.transform.*[16]'
+    """
+    digits = "".join(str(d) for d in range(10) if d % n == k - 1)
+    return f"{prefix}*[{digits}]"
+
+
+def combine_parts(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A module's row from the rows of the parts of its mutants run so far (same source).
+
+    Examples:
+      >>> part = {"module": "m", "total": 4, "killed": 3, "survived": 1, "timeout": 0,
+      ...         "other": 0, "equivalent": 0, "survivors": ["m.x_1"], "equivalent_mutants": {},
+      ...         "stale": [], "wall_seconds": 1.0, "cpu_seconds": 2.0, "run": {"date": "d"}}
+      >>> row = combine_parts({"1/2": part, "2/2": part | {"survivors": ["m.x_2"]}})
+      >>> row["total"], row["score"], row["survivors"], sorted(row["parts"])
+      (8, 0.75, ['m.x_1', 'm.x_2'], ['1/2', '2/2'])
+    """
+    ordered = [parts[name] for name in sorted(parts)]
+    summed = {
+        key: sum(part[key] for part in ordered)
+        for key in (*_COUNTED, "total", "other", "equivalent", "wall_seconds", "cpu_seconds")
+    }
+    scored = summed["total"] - summed["equivalent"]
+    return {
+        "module": ordered[0]["module"],
+        **summed,
+        "score": summed["killed"] / scored if scored else None,
+        "survivors": sorted(name for part in ordered for name in part["survivors"]),
+        "equivalent_mutants": dict(
+            sorted(item for part in ordered for item in part["equivalent_mutants"].items())
+        ),
+        "stale": sorted(name for part in ordered for name in part["stale"]),
+        # The newest part's run: the module's source is that of every part.
+        "run": max((part["run"] for part in ordered), key=lambda run: run["date"]),
+        "parts": parts,
+    }
+
+
 def markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The report: one table row per module, then per module its runs and the mutants its score
     leaves out."""
@@ -79,7 +140,8 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         "# Mutation testing",
         "",
         f"- mutmut {header['mutmut']}; score = killed / (total − equivalent); a timeout counts "
-        "against the score; wall and CPU time are those of the run over all the module's mutants",
+        "against the score; wall and CPU time are those of the run over all the module's mutants "
+        "(summed over its parts for a module run in parts, whose row counts the parts run)",
         "- each module's section gives the command, commit and date of its run",
         "",
         "| module | total | killed | survived | timeout | other | equivalent | score "
@@ -88,14 +150,23 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         score = "n/a" if row["score"] is None else f"{100 * row['score']:.1f} %"
+        parts = ""
+        if "parts" in row:
+            parts = f" (parts {', '.join(sorted(row['parts']))})"
         lines.append(
-            f"| `{row['module']}` | {row['total']} | {row['killed']} | {row['survived']} "
+            f"| `{row['module']}`{parts} | {row['total']} | {row['killed']} | {row['survived']} "
             f"| {row['timeout']} | {row['other']} | {row['equivalent']} | {score} "
             f"| {row['wall_seconds']:.0f} | {row['cpu_seconds']:.0f} |"
         )
     for row in rows:
         lines += ["", f"## `{row['module']}`", ""]
-        lines.append(_run_line("run", row["run"]))
+        if "parts" in row:
+            lines += [
+                _run_line(f"part {name}", part["run"])
+                for name, part in sorted(row["parts"].items())
+            ]
+        else:
+            lines.append(_run_line("run", row["run"]))
         if "rerun" in row:
             names = len(row["rerun"]["mutants"])
             lines.append(_run_line(f"its {names} mutants not killed run again", row["rerun"]))
