@@ -1,5 +1,6 @@
 """Tests of the exponentiated-gradient step-size adaptation (EGDD)."""
 
+import inspect
 import math
 import re
 
@@ -252,6 +253,67 @@ def test_inject_hyperparams_matches_fixed_hyperparameters(factory):
     reference, _ = _run(plain, grads, _W0)
     chex.assert_trees_all_close(ours, reference, rtol=1e-6)
     assert float(_get(state, "hyperparams")["momentum"]) == pytest.approx(0.9)
+
+
+def test_egdd_forwards_every_hyperparameter_and_keeps_the_reference_defaults(monkeypatch):
+    given = dict(
+        beta=0.3, gain_learning_rate=0.2, scale_learning_rate=0.4, initial_gain=2.0,
+        min_gain=0.5, max_gain=3.0, initial_scale=1.5, min_scale=0.7, max_scale=4.0,
+        use_directions=False, use_signs=False, scale_granularity="per_leaf",
+    )  # fmt: skip
+    received = []
+    monkeypatch.setattr(
+        eg_step_size,
+        "scale_by_eg_step_size",
+        lambda **kwargs: received.append(kwargs) or optax.identity(),
+    )
+    eg_step_size.egdd(0.1, 0.9, **given)
+    assert received == [dict(learning_rate=0.1, momentum=0.9, **given)]
+    # The reference implementation's defaults, in both factories.
+    reference = dict(
+        beta=0.9, gain_learning_rate=0.01, scale_learning_rate=0.001, initial_gain=1.0,
+        min_gain=0.01, max_gain=100.0, initial_scale=1.0, min_scale=0.1, max_scale=10.0,
+        use_directions=True, use_signs=True, scale_granularity="global",
+    )  # fmt: skip
+    monkeypatch.undo()
+    for factory in (eg_step_size.egdd, eg_step_size.scale_by_eg_step_size):
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(factory).parameters.items()
+            if name in reference
+        }
+        assert defaults == reference, factory.__name__
+
+
+def test_state_types_counters_int32_and_one_scale_of_the_widest_parameter_type():
+    params = {"a": jnp.ones(2, jnp.bfloat16), "b": jnp.ones(3, jnp.float32)}
+    state = eg_step_size.scale_by_eg_step_size(learning_rate=0.5).init(params)
+    assert state.count.dtype == state.info.num_nonfinite_skipped.dtype == jnp.int32
+    assert state.scale.dtype == jnp.float32 and state.scale.shape == ()
+    assert {k: v.dtype for k, v in state.gains.items()} == {"a": jnp.float32, "b": jnp.float32}
+    _, after = jax.jit(eg_step_size.scale_by_eg_step_size(learning_rate=0.5).update)(
+        {"a": jnp.array([jnp.nan, 1.0], jnp.bfloat16), "b": jnp.ones(3)}, state, params
+    )
+    assert after.info.num_nonfinite_skipped.dtype == jnp.int32
+
+
+def test_init_reports_the_step_size_of_step_zero_of_a_schedule():
+    tx = eg_step_size.scale_by_eg_step_size(
+        learning_rate=lambda count: 0.5 + count, initial_scale=2.0
+    )
+    assert float(tx.init(jnp.zeros(2)).learning_rate) == 1.0
+
+
+def test_cosine_of_directions_near_the_norm_guard_divides_by_norms_plus_the_guard():
+    """Updates of norm ~1e-10 (the guard): cos = <d, h> / ((|d| + 1e-10) (|h| + 1e-10))."""
+    d = np.array([1e-10, 2e-10], np.float32)
+    tx = eg_step_size.scale_by_eg_step_size(learning_rate=0.1)
+    _, state = _run(tx, [jnp.asarray(d)] * 2, jnp.zeros(2))
+    h = 0.1 * d  # the velocity after the first step (gains 1, no momentum)
+    norm = lambda x: float(np.linalg.norm(x.astype(np.float64)))
+    expected = float(d.astype(np.float64) @ h) / ((norm(d) + 1e-10) * (norm(h) + 1e-10))
+    assert 0.1 < expected < 0.2
+    np.testing.assert_allclose(float(state.info.alignment), expected, rtol=1e-4)
 
 
 def test_learning_rate_schedule():
