@@ -1,12 +1,19 @@
-"""One persistent XLA compilation cache for a test run, shared by pytest-xdist's workers.
+"""Test-run set-up: one persistent XLA compilation cache, and a fast order under mutmut.
+
+One persistent XLA compilation cache serves a test run, shared by pytest-xdist's workers.
 
 Tests build the same optimizers on the same problems many times, each time as a new jitted
 function that traces again; the persistent cache compiles each distinct computation once per run
 (a mutated or changed computation has another cache key). It lives in pytest's temporary folder of
 the run, or in a folder removed at the end of a run without workers. A cache folder already named
 by the environment (``JAX_COMPILATION_CACHE_DIR``, as the mutation runs set it) is kept.
+
+Under mutmut (``MUTANT_UNDER_TEST`` set), a mutant's tests run fastest first, by the durations of
+mutmut's own clean run (``mutmut-stats.json`` in its working copy): the run stops at the first
+failure, and most mutants are killed by a fast test.
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -36,3 +43,12 @@ def pytest_unconfigure(config):
     del config
     for folder in _OWNED:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    del config
+    stats = pathlib.Path(__file__).resolve().parents[1] / "mutmut-stats.json"
+    if not os.environ.get("MUTANT_UNDER_TEST") or not stats.is_file():
+        return
+    durations = json.loads(stats.read_text())["duration_by_test"]
+    items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
