@@ -1,5 +1,6 @@
 """Tests of the layer-wise curvature step sizes."""
 
+import inspect
 import itertools
 import math
 import re
@@ -385,12 +386,14 @@ def _logistic_regression():
 
 
 def _alias_reference(alias, kwargs, steps=2):
-    """The aliases' update, from their docstrings, in float64: exact curvatures, no smoothing."""
+    """The aliases' parameters after ``steps`` steps and the last step sizes, from their docstrings,
+    in float64: exact curvatures, no smoothing."""
     hessian = {k: np.asarray(v, np.float64) for k, v in _CURVATURES.items()}
     w = {k: np.asarray(v, np.float64) for k, v in _params().items()}
     m = {k: np.zeros_like(v) for k, v in w.items()}
     v = {k: np.zeros_like(x) for k, x in w.items()}
     decayed = kwargs.get("mask", {k: True for k in w})
+    alpha = {}
     for t in range(1, steps + 1):
         g = {k: hessian[k] * w[k] for k in w}
         for k in w:
@@ -404,9 +407,9 @@ def _alias_reference(alias, kwargs, steps=2):
                 adam = (m[k] / (1 - b1**t)) / (np.sqrt(v[k] / (1 - b2**t)) + kwargs["eps"])
                 d = -(adam + kwargs["weight_decay"] * w[k] * decayed[k])
                 factor = 1 - b1
-            alpha = np.clip(-np.vdot(g[k], d) / np.vdot(d, hessian[k] * d), 0, 10.0)
-            w[k] = w[k] + factor * alpha * d
-    return w
+            alpha[k] = np.clip(-np.vdot(g[k], d) / np.vdot(d, hessian[k] * d), 0, 10.0)
+            w[k] = w[k] + factor * alpha[k] * d
+    return w, alpha
 
 
 @pytest.mark.parametrize(
@@ -435,7 +438,47 @@ def test_alias_steps_match_their_formula(alias, kwargs):
     step = jax.jit(lambda p, s: _cond_step(tx, p, s, True))
     for _ in range(2):
         params, state = step(params, state)
-    chex.assert_trees_all_close(params, _alias_reference(alias, kwargs), rtol=1e-4, atol=1e-6)
+    expected_params, expected_step_sizes = _alias_reference(alias, kwargs)
+    chex.assert_trees_all_close(params, expected_params, rtol=1e-4, atol=1e-6)
+    # The step size of the direction d itself (a multiple of d would give the same update).
+    chex.assert_trees_all_close(
+        optax.tree.get(state, "learning_rate"), expected_step_sizes, rtol=1e-4
+    )
+
+
+_CURVATURE_DEFAULTS = dict(
+    smoothing=0.9, damping=0.0, initial_learning_rate=0.0, max_learning_rate=10.0,
+    refresh_every=1, estimator="rademacher", seed=0,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "alias, own_defaults",
+    [
+        ("sgd", dict(momentum=0.9, nesterov=False)),
+        ("adamw", dict(b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4, mask=None)),
+    ],
+)
+def test_aliases_forward_every_curvature_argument_and_keep_their_defaults(
+    alias, own_defaults, monkeypatch
+):
+    factory = {"sgd": lc.layerwise_curvature_sgd, "adamw": lc.layerwise_curvature_adamw}[alias]
+    defaults = {
+        name: parameter.default for name, parameter in inspect.signature(factory).parameters.items()
+    }
+    assert defaults == own_defaults | _CURVATURE_DEFAULTS
+    given = dict(
+        smoothing=0.5, damping=0.25, initial_learning_rate=0.125, max_learning_rate=3.0,
+        refresh_every=4, estimator="exact", seed=7,
+    )  # fmt: skip
+    received = []
+    monkeypatch.setattr(
+        lc,
+        "scale_by_layerwise_curvature",
+        lambda **kwargs: received.append(kwargs) or optax.identity(),
+    )
+    factory(**given)
+    assert received == [given]
 
 
 def test_default_step_sizes_seed_and_bounds():
