@@ -400,6 +400,8 @@ def _alias_reference(alias, kwargs, steps=2):
             if alias == "sgd":
                 m[k] = kwargs["momentum"] * m[k] + g[k]
                 d, factor = -m[k], 1 - kwargs["momentum"]
+                if kwargs.get("nesterov"):  # optax.trace's: the gradient plus the new momentum
+                    d = -(g[k] + kwargs["momentum"] * m[k])
             else:
                 b1, b2 = kwargs["b1"], kwargs["b2"]
                 m[k] = b1 * m[k] + (1 - b1) * g[k]
@@ -416,6 +418,7 @@ def _alias_reference(alias, kwargs, steps=2):
     "alias, kwargs",
     [
         ("sgd", {"momentum": 0.6}),
+        ("sgd", {"momentum": 0.6, "nesterov": True}),
         (
             "adamw",
             {
@@ -428,7 +431,7 @@ def _alias_reference(alias, kwargs, steps=2):
         ),
         ("adamw", {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4}),  # the defaults
     ],
-    ids=["sgd", "adamw", "adamw_defaults"],
+    ids=["sgd", "sgd_nesterov", "adamw", "adamw_defaults"],
 )
 def test_alias_steps_match_their_formula(alias, kwargs):
     factory = {"sgd": lc.layerwise_curvature_sgd, "adamw": lc.layerwise_curvature_adamw}[alias]
