@@ -342,7 +342,8 @@ def test_inject_hyperparams_matches_fixed_hyperparameters(factory, kwargs):
 def test_bfloat16_params_keep_dtypes_under_cond_and_follow_the_float32_run(alias):
     tx = {
         "sgd": lc.layerwise_curvature_sgd(momentum=0.5, estimator="exact"),
-        "adamw": lc.layerwise_curvature_adamw(estimator="exact"),
+        # The random probe, in the parameters' type (one sign draw for both runs).
+        "adamw": lc.layerwise_curvature_adamw(estimator="rademacher"),
     }[alias]
     step = jax.jit(lambda p, s, take: _cond_step(tx, p, s, take))
     runs = {}
@@ -449,6 +450,22 @@ def test_alias_steps_match_their_formula(alias, kwargs):
     )
 
 
+def test_the_state_keeps_its_types_from_init_so_a_jitted_step_compiles_once():
+    """The per-leaf statistics start as strongly typed float32 arrays, as the update returns them:
+    a weakly typed start would compile the step again at the second call."""
+    tx = lc.scale_by_layerwise_curvature(estimator="exact")
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(params, state):
+        return _update(tx, jax.grad(_quadratic)(params), state, params)[1]
+
+    state = tx.init(_params())
+    assert not any(leaf.weak_type for leaf in jax.tree.leaves(state))
+    for _ in range(3):
+        state = step(_params(), state)
+
+
 _CURVATURE_DEFAULTS = dict(
     smoothing=0.9, damping=0.0, initial_learning_rate=0.0, max_learning_rate=10.0,
     refresh_every=1, estimator="rademacher", seed=0,
@@ -470,6 +487,8 @@ def test_aliases_forward_every_curvature_argument_and_keep_their_defaults(
         name: parameter.default for name, parameter in inspect.signature(factory).parameters.items()
     }
     assert defaults == own_defaults | _CURVATURE_DEFAULTS
+    block = inspect.signature(lc.scale_by_layerwise_curvature).parameters
+    assert {name: block[name].default for name in _CURVATURE_DEFAULTS} == _CURVATURE_DEFAULTS
     given = dict(
         smoothing=0.5, damping=0.25, initial_learning_rate=0.125, max_learning_rate=3.0,
         refresh_every=4, estimator="exact", seed=7,
