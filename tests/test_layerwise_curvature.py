@@ -462,6 +462,12 @@ def test_the_state_keeps_its_types_from_init_so_a_jitted_step_compiles_once():
 
     state = tx.init(_params())
     assert not any(leaf.weak_type for leaf in jax.tree.leaves(state))
+    assert state.count.dtype == state.num_refreshes.dtype == jnp.int32
+    assert state.info.num_nonfinite_skipped.dtype == jnp.int32
+    zeros = {"a": 0.0, "b": 0.0}
+    for statistics in (state.numerator_ema, state.curvature_ema, state.info.numerator,
+                       state.info.curvature, state.learning_rate):  # fmt: skip
+        chex.assert_trees_all_equal(statistics, jax.tree.map(jnp.float32, zeros))
     for _ in range(3):
         state = step(_params(), state)
 
