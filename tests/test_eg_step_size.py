@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from recording import record_calls
 
 from salsa_optax._src import eg_step_size
 
@@ -261,20 +262,19 @@ def test_egdd_forwards_every_hyperparameter_and_keeps_the_reference_defaults(mon
         min_gain=0.5, max_gain=3.0, initial_scale=1.5, min_scale=0.7, max_scale=4.0,
         use_directions=False, use_signs=False, scale_granularity="per_leaf",
     )  # fmt: skip
-    received = []
-    monkeypatch.setattr(
-        eg_step_size,
-        "scale_by_eg_step_size",
-        lambda **kwargs: received.append(kwargs) or optax.identity(),
-    )
-    eg_step_size.egdd(0.1, 0.9, **given)
-    assert received == [dict(learning_rate=0.1, momentum=0.9, **given)]
     # The reference implementation's defaults, in both factories.
     reference = dict(
         beta=0.9, gain_learning_rate=0.01, scale_learning_rate=0.001, initial_gain=1.0,
         min_gain=0.01, max_gain=100.0, initial_scale=1.0, min_scale=0.1, max_scale=10.0,
         use_directions=True, use_signs=True, scale_granularity="global",
     )  # fmt: skip
+    received = record_calls(monkeypatch, eg_step_size, "scale_by_eg_step_size")
+    eg_step_size.egdd(0.1, 0.9, **given)
+    eg_step_size.egdd(0.1, 0.9)
+    assert received == [
+        dict(learning_rate=0.1, momentum=0.9, **given),
+        dict(learning_rate=0.1, momentum=0.9, **reference),
+    ]
     monkeypatch.undo()
     for factory in (eg_step_size.egdd, eg_step_size.scale_by_eg_step_size):
         defaults = {

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from recording import record_calls
 
 from salsa_optax._src import layerwise_curvature as lc
 
@@ -148,7 +149,7 @@ def test_only_the_kwargs_value_fn_accepts_are_passed_and_chains_see_the_rest():
 def test_missing_value_fn_says_how_to_call():
     tx = lc.scale_by_layerwise_curvature()
     params = jnp.ones(2)
-    with pytest.raises(TypeError, match=r"scale_by_layerwise_curvature.*value_fn"):
+    with pytest.raises(TypeError, match=r"Call `scale_by_layerwise_curvature` as .*value_fn"):
         tx.update(params, tx.init(params), params, value=1.0, grad=params)
 
 
@@ -503,14 +504,10 @@ def test_aliases_forward_every_curvature_argument_and_keep_their_defaults(
         smoothing=0.5, damping=0.25, initial_learning_rate=0.125, max_learning_rate=3.0,
         refresh_every=4, estimator="exact", seed=7,
     )  # fmt: skip
-    received = []
-    monkeypatch.setattr(
-        lc,
-        "scale_by_layerwise_curvature",
-        lambda **kwargs: received.append(kwargs) or optax.identity(),
-    )
+    received = record_calls(monkeypatch, lc, "scale_by_layerwise_curvature")
     factory(**given)
-    assert received == [given]
+    factory()
+    assert received == [given, _CURVATURE_DEFAULTS]
 
 
 def test_default_step_sizes_seed_and_bounds():
@@ -519,7 +516,10 @@ def test_default_step_sizes_seed_and_bounds():
     params = {"n": jnp.ones(2), "f": jnp.ones(2)}
     direction = {"n": -jnp.ones(2), "f": -jnp.ones(2)}
     tx = lc.scale_by_layerwise_curvature()
-    _, state = jax.jit(lambda s: _update(tx, direction, s, params, loss=loss))(tx.init(params))
+    step = jax.jit(lambda s: _update(tx, direction, s, params, loss=loss))
+    state = step(tx.init(params))[1]
     chex.assert_trees_all_close(state.learning_rate, {"n": 0.0, "f": 10.0})
+    # The curvature is measured on every step.
+    assert int(step(state)[1].num_refreshes) == 2
     seeded = lc.scale_by_layerwise_curvature(seed=0).init(params)
     chex.assert_trees_all_equal(tx.init(params).key, seeded.key)
