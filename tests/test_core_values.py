@@ -343,6 +343,20 @@ def test_multiplier_noise_counts_a_residual_within_round_off_as_zero():
     assert bool(kept.pending) and float(kept.residual_sq) == 1.0
 
 
+def test_noise_ratio_is_the_root_mean_square_residual_over_the_linear_change():
+    noise = transform.NoiseState(*(jnp.float32(0.0),) * 3, jnp.float32(9.0), jnp.float32(4.0))
+    assert float(noise.ratio()) == 1.5
+    none_yet = noise._replace(residual_sq=jnp.float32(0.0), linear_sq=jnp.float32(0.0))
+    assert np.isnan(float(none_yet.ratio()))
+
+
+def test_leaf_factors_pass_the_factor_itself_where_the_exponent_is_one():
+    # factor ** 1 flushes a subnormal factor to zero on XLA's CPU; the factor itself does not.
+    tiny = jnp.float32(1e-38)
+    factors = jax.jit(transform._leaf_factors)(tiny, jnp.array([0.0, 1.0], jnp.float32))
+    assert factors.tolist() == [1.0, float(tiny)]
+
+
 # ------------------------------------------------------------------------------------------------
 # The cap on the proposal.
 
