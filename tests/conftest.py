@@ -8,11 +8,14 @@ function that traces again; the persistent cache compiles each distinct computat
 the run, or in a folder removed at the end of a run without workers. A cache folder already named
 by the environment (``JAX_COMPILATION_CACHE_DIR``, as the mutation runs set it) is kept.
 
-Under mutmut (``MUTANT_UNDER_TEST`` set), a mutant's tests run fastest first, by the durations of
-mutmut's own clean run (``mutmut-stats.json`` in its working copy): the run stops at the first
-failure, and most mutants are killed by a fast test.
+Under mutmut (``MUTANT_UNDER_TEST`` set), a mutant's tests run in the order most likely to kill it
+soon, since the run stops at the first failure: first the tests that killed other mutants of the
+same function (most kills first; each kill is appended to ``mutmut-kills.txt`` in mutmut's working
+copy), then the rest fastest first, by the durations of mutmut's own clean run
+(``mutmut-stats.json``). Mutants of one function mostly die by the same few tests.
 """
 
+import collections
 import json
 import os
 import pathlib
@@ -45,10 +48,34 @@ def pytest_unconfigure(config):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _working_copy() -> pathlib.Path:
+    return pathlib.Path(__file__).resolve().parents[1]
+
+
+def _mutated_function() -> str | None:
+    """The mutated function's name under mutmut (``...x_name`` of ``...x_name__mutmut_7``)."""
+    function, marker, _ = os.environ.get("MUTANT_UNDER_TEST", "").rpartition("__mutmut_")
+    return function if marker else None
+
+
 def pytest_collection_modifyitems(config, items):
     del config
-    stats = pathlib.Path(__file__).resolve().parents[1] / "mutmut-stats.json"
-    if not os.environ.get("MUTANT_UNDER_TEST") or not stats.is_file():
+    function = _mutated_function()
+    stats = _working_copy() / "mutmut-stats.json"
+    if function is None or not stats.is_file():
         return
     durations = json.loads(stats.read_text())["duration_by_test"]
-    items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+    kills_file = _working_copy() / "mutmut-kills.txt"
+    lines = kills_file.read_text().splitlines() if kills_file.is_file() else []
+    kills = collections.Counter(
+        test for killed, _, test in (line.partition("\t") for line in lines) if killed == function
+    )
+    items.sort(key=lambda item: (-kills[item.nodeid], durations.get(item.nodeid, 0.0)))
+
+
+def pytest_runtest_logreport(report):
+    function = _mutated_function()
+    if function is not None and report.failed:
+        # One short line per write in append mode: mutmut's parallel children do not interleave.
+        with open(_working_copy() / "mutmut-kills.txt", "a") as kills:
+            kills.write(f"{function}\t{report.nodeid}\n")

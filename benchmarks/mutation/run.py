@@ -32,11 +32,16 @@ class ModuleRun(NamedTuple):
     cpu_seconds: float
 
 
+# What a run keeps of mutants/: the compilation cache, and which tests killed which function's
+# mutants (tests/conftest.py runs those first: a heuristic order, harmless when out of date).
+KEPT = (pathlib.Path(ENV["JAX_COMPILATION_CACHE_DIR"]).name, "mutmut-kills.txt")
+
+
 def fresh_working_copy() -> None:
-    """Empties mutants/ but for the compilation cache: mutmut's cached test-to-function map goes
-    stale when the sources change (every mutant then reads "no tests"), so each run rebuilds it."""
+    """Empties mutants/ but for ``KEPT``: mutmut's cached test-to-function map goes stale when
+    the sources change (every mutant then reads "no tests"), so each run rebuilds it."""
     for path in pathlib.Path("mutants").glob("*"):
-        if path.name != pathlib.Path(ENV["JAX_COMPILATION_CACHE_DIR"]).name:
+        if path.name not in KEPT:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
