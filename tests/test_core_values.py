@@ -331,6 +331,27 @@ def test_multiplier_noise_predicts_a_quadratic_exactly_past_the_accepted_trial()
     np.testing.assert_allclose(float(first_order.predicted_value), f(0) - slope * m * eta)
 
 
+def test_multiplier_noise_predicts_from_the_decayed_start_and_after_no_step():
+    """With weight decay the trials start from the decayed weights, whose loss is f(w) + c to first
+    order: along the line, f(s) = 1 + c - S s + a s^2. A search that took no step predicts
+    f(w) + c, the decay's change alone."""
+    slope, a, eta, m, c = 3.0, 2.0, 0.25, 1.5, -0.125
+    f = lambda s: 1 + c - slope * s + a * s**2
+    noise = transform.NoiseState(*(jnp.zeros(()),) * 5)._replace(pending=jnp.asarray(False))
+    leaf_slopes, multipliers = jnp.array([-1.0, -2.0]), jnp.array([m, m])
+    result = armijo.SearchResult(eta, eta, 0.0, 1.0 - f(eta), 1, ACCEPTED, 0.0, None)
+    predicted = transform._predicted_noise(
+        noise, leaf_slopes, multipliers, result, jnp.asarray(1.0), slope, c, True
+    )
+    np.testing.assert_allclose(float(predicted.predicted_value), f(m * eta), rtol=1e-14)
+    np.testing.assert_allclose(float(predicted.linear_change), c - slope * m * eta, rtol=1e-14)
+    no_step = result._replace(step_taken=0.0, decrease=0.0, outcome=EXHAUSTED)
+    kept = transform._predicted_noise(
+        noise, leaf_slopes, multipliers, no_step, jnp.asarray(1.0), slope, c, True
+    )
+    assert float(kept.predicted_value) == 1.0 + c and float(kept.linear_change) == c
+
+
 def test_multiplier_noise_counts_a_residual_within_round_off_as_zero():
     noise = transform.NoiseState(jnp.asarray(True), *(jnp.asarray(1.0, jnp.float32),) * 4)
     just_inside = jnp.float32(1.0) + transform.ROUND_OFF_ULPS * jnp.finfo(jnp.float32).eps
