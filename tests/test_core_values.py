@@ -371,6 +371,16 @@ def test_noise_ratio_is_the_root_mean_square_residual_over_the_linear_change():
     assert np.isnan(float(none_yet.ratio()))
 
 
+def test_radial_alignment_of_bfloat16_leaves_is_computed_in_the_state_type():
+    rng = np.random.default_rng(0)
+    g, w = (jnp.asarray(rng.standard_normal(300), jnp.bfloat16) for _ in range(2))
+    alignment, measured = transform._radial_alignment({"k": g}, {"k": w}, jnp.float32)
+    g64, w64 = np.asarray(g, np.float64), np.asarray(w, np.float64)
+    exact = 300 * (g64 @ w64 / (np.linalg.norm(g64) * np.linalg.norm(w64))) ** 2
+    assert alignment.dtype == jnp.float32 and bool(measured[0])
+    np.testing.assert_allclose(float(alignment[0]), exact, rtol=1e-5)
+
+
 def test_leaf_factors_pass_the_factor_itself_where_the_exponent_is_one():
     # factor ** 1 flushes a subnormal factor to zero on XLA's CPU; the factor itself does not.
     tiny = jnp.float32(1e-38)
