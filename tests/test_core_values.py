@@ -381,6 +381,14 @@ def test_radial_alignment_of_bfloat16_leaves_is_computed_in_the_state_type():
     np.testing.assert_allclose(float(alignment[0]), exact, rtol=1e-5)
 
 
+def test_scale_invariance_compares_the_mean_alignment_over_the_searches_with_the_level():
+    level = transform.SCALE_INVARIANCE_LEVEL
+    sums = jnp.array([1.5 * level, 2.5 * level, 0.0, 0.5 * level])
+    counts = jnp.array([2, 2, 0, 1], jnp.int32)
+    invariant = transform._scale_invariant(sums, counts)
+    assert invariant.tolist() == [True, False, False, True]
+
+
 def test_leaf_factors_pass_the_factor_itself_where_the_exponent_is_one():
     # factor ** 1 flushes a subnormal factor to zero on XLA's CPU; the factor itself does not.
     tiny = jnp.float32(1e-38)
