@@ -1097,6 +1097,17 @@ def test_the_initial_state_by_value_in_the_parameters_float_dtype(dtypes, scalar
     assert state.aux is None
 
 
+def test_every_state_float_of_the_full_optimizer_takes_the_float32_parameters_type():
+    """With float64 enabled, salsa()'s state (rescaling, distances and noise included) holds
+    float32, int32 and bool arrays only."""
+    params = {"a": jnp.ones(2, jnp.float32), "b": jnp.ones((2, 3), jnp.float32)}
+    state = salsa_optax.salsa().init(params)
+    assert state.step_scale is not None and state.distance.rescale_exponents is not None
+    assert state.noise is not None
+    types = {leaf.dtype for leaf in jax.tree.leaves(state)}
+    assert types == {jnp.dtype(jnp.float32), jnp.dtype(jnp.int32), jnp.dtype(jnp.bool_)}
+
+
 def test_a_step_keeps_every_state_type_with_float32_parameters_and_float64_enabled():
     w = jnp.array([0.5, -1.0], jnp.float32)
     tx = salsa_optax.salsa(adaptive_search_frequency=False)
