@@ -381,6 +381,27 @@ def test_radial_alignment_of_bfloat16_leaves_is_computed_in_the_state_type():
     np.testing.assert_allclose(float(alignment[0]), exact, rtol=1e-5)
 
 
+def test_relative_distances_of_bfloat16_leaves_are_computed_in_the_state_type():
+    rng = np.random.default_rng(1)
+    w0, w = (jnp.asarray(rng.standard_normal(300), jnp.bfloat16) for _ in range(2))
+    distances = transform._relative_distances({"k": w}, {"k": w0}, jnp.float32)
+    w64, w064 = np.asarray(w, np.float64), np.asarray(w0, np.float64)
+    exact = np.linalg.norm(w64 - w064) / np.linalg.norm(w064)
+    assert distances.dtype == jnp.float32
+    np.testing.assert_allclose(float(distances[0]), exact, rtol=1e-5)
+
+
+def test_helpers_return_the_state_type_with_float64_enabled():
+    f32 = jnp.float32
+    multipliers = transform._distance_multipliers(
+        jnp.array([0.5], f32), jnp.array([False]), 2.0, 1.0, f32
+    )
+    assert multipliers.dtype == f32 and multipliers.tolist() == [1.5]
+    result = armijo.SearchResult(f32(0.5), f32(0.5), f32(0), f32(1), 1, ACCEPTED, f32(1.0), None)
+    grown = transform._grown_by_margin(f32(0.5), result, 0.0, jnp.inf)
+    assert grown.dtype == f32 and float(grown) == 1.0  # (1 + 1) / (1 + 0) doubles it
+
+
 def test_scale_invariance_compares_the_mean_alignment_over_the_searches_with_the_level():
     level = transform.SCALE_INVARIANCE_LEVEL
     sums = jnp.array([1.5 * level, 2.5 * level, 0.0, 0.5 * level])
