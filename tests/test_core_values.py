@@ -391,23 +391,70 @@ def test_relative_distances_of_bfloat16_leaves_are_computed_in_the_state_type():
     np.testing.assert_allclose(float(distances[0]), exact, rtol=1e-5)
 
 
-def test_helpers_return_the_state_type_with_float64_enabled():
+def test_distance_multipliers_by_value():
     f32 = jnp.float32
-    multipliers = transform._distance_multipliers(
-        jnp.array([0.5], f32), jnp.array([False]), 2.0, 1.0, f32
+    relative = jnp.array([jnp.inf, 0.25, 0.0], f32)
+    free = transform._distance_multipliers(relative, jnp.zeros(3, bool), 2.0, 0.5, f32)
+    assert free.dtype == f32 and free.tolist() == [2.0, 1.5, 1.0]
+    invariant = jnp.array([False, True, False])
+    assert transform._distance_multipliers(relative, invariant, 2.0, 0.5, f32).tolist() == [1.0] * 3
+
+
+@pytest.mark.parametrize(
+    ("outcome", "evaluations", "margin", "margin0", "cap", "stored"),
+    [
+        (ACCEPTED, 1, 0.5, 0.25, np.inf, 0.6),  # 0.5 (1 + 0.5) / (1 + 0.25)
+        (ACCEPTED, 1, 3.0, 0.0, np.inf, 1.0),  # at most doubled
+        (ACCEPTED, 1, 0.5, 0.25, 0.5625, 0.5625),  # capped
+        (ACCEPTED, 1, 0.0, 0.25, np.inf, 0.5),  # never shrunk
+        (ACCEPTED, 2, 0.5, 0.25, np.inf, 0.5),  # a second trial passed
+        (EXHAUSTED, 1, 0.5, 0.25, np.inf, 0.5),  # no trial passed
+    ],
+)
+def test_grown_by_margin_by_value(outcome, evaluations, margin, margin0, cap, stored):
+    f32 = jnp.float32
+    result = armijo.SearchResult(
+        f32(0.5), f32(0.5), f32(0), f32(1), evaluations, outcome, f32(margin), None
     )
-    assert multipliers.dtype == f32 and multipliers.tolist() == [1.5]
-    result = armijo.SearchResult(f32(0.5), f32(0.5), f32(0), f32(1), 1, ACCEPTED, f32(1.0), None)
-    grown = transform._grown_by_margin(f32(0.5), result, 0.0, jnp.inf)
-    assert grown.dtype == f32 and float(grown) == 1.0  # (1 + 1) / (1 + 0) doubles it
+    grown = transform._grown_by_margin(f32(0.5), result, margin0, cap)
+    assert grown.dtype == f32  # with float64 enabled
+    np.testing.assert_allclose(float(grown), stored, rtol=1e-6)
+
+
+def test_measure_noise_by_value():
+    f32, a, eps = jnp.float32, transform.NOISE_AVERAGING, float(jnp.finfo(jnp.float32).eps)
+    noise = transform.NoiseState(jnp.asarray(True), f32(4.0), f32(0.5), f32(0.5), f32(2.0))
+    measured = transform._measure_noise(noise, f32(4.5), jnp.asarray(True))
+    assert not bool(measured.pending)
+    np.testing.assert_allclose(float(measured.residual_sq), a * 0.5 + (1 - a) * 0.25, rtol=1e-6)
+    np.testing.assert_allclose(float(measured.linear_sq), a * 2.0 + (1 - a) * 0.25, rtol=1e-6)
+    assert (measured.predicted_value, measured.linear_change) == (4.0, 0.5)
+    # Round-off is relative to the loss: 8 units of 4.0's relative round-off are within it ...
+    quiet = noise._replace(residual_sq=f32(0.0))
+    within = transform._measure_noise(quiet, f32(4.0) * (1 + 8 * eps), jnp.asarray(True))
+    assert float(within.residual_sq) == 0.0
+    # ... and a residual exactly at the bound counts as round-off.
+    at_bound = quiet._replace(predicted_value=f32(1.0) - transform.ROUND_OFF_ULPS * eps)
+    assert float(transform._measure_noise(at_bound, f32(1.0), jnp.asarray(True)).residual_sq) == 0
+
+
+def test_noisy_and_differs_at_their_bounds():
+    f32 = jnp.float32
+    noise = transform.NoiseState(*(f32(0.0),) * 3, f32(1.0), f32(4.0))
+    assert not bool(transform._noisy(noise, 0.5))  # a residual at 0.5 times the linear change
+    assert bool(transform._noisy(noise, 0.49))
+    assert not bool(transform._differs(f32(0.0), f32(0.0)))
+    assert not bool(transform._differs(f32(1000.0), f32(1000.5)))  # within 1e-3 relative
+    assert bool(transform._differs(f32(1000.0), f32(1002.0)))
+    assert bool(transform._differs(f32(1.0), f32(jnp.nan)))
 
 
 def test_scale_invariance_compares_the_mean_alignment_over_the_searches_with_the_level():
     level = transform.SCALE_INVARIANCE_LEVEL
-    sums = jnp.array([1.5 * level, 2.5 * level, 0.0, 0.5 * level])
-    counts = jnp.array([2, 2, 0, 1], jnp.int32)
+    sums = jnp.array([1.5 * level, 2.5 * level, 0.0, 0.5 * level, 2 * level], jnp.float32)
+    counts = jnp.array([2, 2, 0, 1, 2], jnp.int32)
     invariant = transform._scale_invariant(sums, counts)
-    assert invariant.tolist() == [True, False, False, True]
+    assert invariant.tolist() == [True, False, False, True, False]
 
 
 def test_leaf_factors_pass_the_factor_itself_where_the_exponent_is_one():
