@@ -679,6 +679,31 @@ def test_non_descent_direction_takes_no_step_and_keeps_the_state(direction):
         np.testing.assert_array_equal(new, old)
 
 
+def test_a_non_descent_step_still_measures_the_noise_of_the_last_search():
+    """The step keeps the state, but its value measures the last search's prediction."""
+    tx = salsa_optax.salsa(adaptive_search_frequency=False)
+    w = jnp.array([1.0, 2.0], jnp.float32)
+    _, state = _step(tx, w, _sum_squares)
+    assert bool(state.noise.pending) and float(state.noise.linear_sq) == 0.0
+    grad = jax.grad(_sum_squares)(w)
+    _, after = _step(tx, w, _sum_squares, state, updates=-grad)
+    assert int(_info(after).search_outcome) == NON_DESCENT
+    assert not bool(after.noise.pending)
+    a, linear = transform.NOISE_AVERAGING, float(state.noise.linear_change)
+    np.testing.assert_allclose(float(after.noise.linear_sq), (1 - a) * linear**2, rtol=1e-6)
+
+
+def test_the_smoothed_slope_is_computed_in_the_float32_state_type():
+    """With float64 enabled, (1 - smoothing) S rounds in float32 as the state's other scalars do:
+    for this slope float64 arithmetic would round to the neighbouring float32."""
+    w = jnp.array([0.046875], jnp.float32)  # S = |g|^2 = w^2, exact
+    _, state = _step(_sgd_search(smoothing=0.9), w, lambda p: 0.5 * jnp.sum(p**2))
+    slope = np.float32(0.046875**2)
+    expected = np.float32(np.float32(1 - 0.9) * slope)
+    assert expected != np.float32((1 - 0.9) * np.float64(slope))
+    assert state.avg_slope.dtype == jnp.float32 and float(state.avg_slope) == float(expected)
+
+
 # ------------------------------------------------------------------------------------------------
 # The reference's bypass (salsa_published only) and salsa()'s search without it.
 
