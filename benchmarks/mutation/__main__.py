@@ -86,10 +86,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.rerun_survivors:
             full = rows[module]
             names = [name for name in full["survivors"] if name not in equivalent]
-            cost = run.run_module(module, args.max_children, names) if names else None
-            updated = report.rerun_row(full, run.verdicts(), equivalent, run.PACKAGE)
-            rerun = header | {"mutants": names} | (cost._asdict() if cost else {})
-            rows[module] = full | updated | {"rerun": rerun}
+            if names:
+                cost = run.run_module(module, args.max_children, names)
+                updated = report.rerun_row(full, run.verdicts(), equivalent, run.PACKAGE)
+                rerun = header | {"mutants": names} | cost._asdict()
+                rows[module] = full | updated | {"rerun": rerun}
+            else:
+                # Nothing to run again: the row takes the equivalent list as it is now, and keeps
+                # the record of the run that killed its last mutants.
+                print(f"{module}: every mutant killed or listed equivalent, nothing to run again")
+                rows[module] = full | report.rerun_row(full, {}, equivalent, run.PACKAGE)
         elif args.part:
             pattern = report.part_pattern(f"{run.PACKAGE}.{module}.", *args.part)
             cost = run.run_module(module, args.max_children, [pattern])
