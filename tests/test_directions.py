@@ -8,7 +8,12 @@ import pytest
 from objectives import OBJECTIVES, make_train_step
 
 import salsa_optax
-from salsa_optax._src.directions import AdamDirectionsState, adam_directions
+from salsa_optax._src.directions import (
+    AdamDirectionsState,
+    adam_directions,
+    gradient_direction,
+    incoming_direction,
+)
 
 MLP = OBJECTIVES[3]
 
@@ -249,3 +254,37 @@ def test_gradient_direction_keeps_optax_empty_state(make_tx):
 def test_incoming_direction_keeps_optax_empty_state():
     tx = salsa_optax.scale_by_salsa()
     assert tx.init(jnp.zeros(2)).directions == optax.EmptyState()
+
+
+@pytest.mark.parametrize("search_with_momentum", [False, True])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda momentum: adam_directions(0.9, 0.999, 1e-8, momentum),
+        lambda momentum: gradient_direction(),
+        lambda momentum: incoming_direction(),
+    ],
+    ids=["adam", "gradient", "incoming"],
+)
+def test_combined_is_the_per_leaf_combination_of_the_two_directions(make, search_with_momentum):
+    # The transform forms every update as a * search + b * step, leaf by leaf: a searched step
+    # (b = 0), a skipped one (a = 0), both at once, and no step at all (both 0).
+    params, state = _moments_after(5)
+    grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
+    directions = make(search_with_momentum)
+    new_state = directions.accumulate(grads, state.directions, state.count)
+    search, step = directions.along(grads, new_state, state.count)
+    treedef = jax.tree.structure(grads)
+    leaves = treedef.num_leaves
+    for a, b in [
+        (np.linspace(0.5, 2.0, leaves), np.zeros(leaves)),
+        (np.zeros(leaves), np.linspace(3.0, 0.25, leaves)),
+        (np.full(leaves, 0.5), np.linspace(-1.0, 2.0, leaves)),
+        (np.zeros(leaves), np.zeros(leaves)),
+    ]:
+        a_tree, b_tree = (treedef.unflatten(list(jnp.asarray(c, jnp.float32))) for c in (a, b))
+        combined = directions.combined(grads, new_state, state.count, a_tree, b_tree)
+        expected = jax.tree.map(lambda s, d, a, b: a * s + b * d, search, step, a_tree, b_tree)
+        jax.tree.map(
+            lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-6, atol=1e-30), combined, expected
+        )

@@ -115,7 +115,8 @@ def test_hlo_profile_of_a_tiny_model_writes_its_table(tmp_path):
         ["--models=tiny", "--variants=adam,salsa_skipped", "--batch-size=4", f"--out={tmp_path}"]
     )
     adam, skipped = rows
-    assert adam["conditionals"] == 0 and skipped["conditionals"] == 1
+    # The transform's lax.switch, and the finiteness check's fallback for a sum that overflows.
+    assert adam["conditionals"] == 0 and skipped["conditionals"] == 2
     assert skipped["state_arrays"] > adam["state_arrays"]
     table = [line for line in (tmp_path / "speed_hlo_cpu.md").read_text().splitlines()
              if line.startswith("| ") and "variant" not in line]  # fmt: skip

@@ -1,7 +1,11 @@
 """The argument checks: what they accept, and the exact message of each error they raise."""
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from salsa_optax._src.validation import (
     all_finite,
@@ -76,3 +80,22 @@ def test_a_value_fn_with_var_keywords_receives_every_extra_argument():
 @pytest.mark.parametrize("tree", [{}, (), None])
 def test_an_empty_tree_is_all_finite(tree):
     assert bool(all_finite(tree)) is True
+
+
+ENTRIES = st.sampled_from([0.0, -1.5, 2.5e-39, 3e38, -3e38, np.inf, -np.inf, np.nan])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(ENTRIES, min_size=1, max_size=5), min_size=1, max_size=3))
+def test_all_finite_is_exact_whether_or_not_the_sum_overflows(leaves):
+    # Finite entries whose sum overflows (3e38 + 3e38) take the exact check; inf - inf (a nan
+    # sum) and every other non-finite entry read as not finite.
+    arrays = [np.asarray(leaf, np.float32) for leaf in leaves]
+    expected = all(np.isfinite(a).all() for a in arrays)
+    assert bool(all_finite(arrays)) is expected
+    assert bool(jax.jit(all_finite)(arrays)) is expected
+
+
+def test_all_finite_takes_bfloat16_and_integer_leaves():
+    assert bool(all_finite([jnp.full(3, 3e38, jnp.bfloat16), jnp.arange(3)])) is True
+    assert bool(all_finite([jnp.array([1.0, jnp.nan], jnp.bfloat16), jnp.arange(3)])) is False

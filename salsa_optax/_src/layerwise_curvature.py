@@ -163,7 +163,7 @@ def scale_by_layerwise_curvature(
             "scale_by_layerwise_curvature", params, value, grad, value_fn
         )
         loss = functools.partial(value_fn, **validation.value_fn_kwargs(value_fn, extra))
-        finite = jnp.isfinite(value) & validation.all_finite(updates) & validation.all_finite(grad)
+        finite = validation.all_finite((value, updates, grad))
 
         def refresh(state):
             key, subkey = jax.random.split(state.key)

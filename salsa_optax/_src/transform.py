@@ -640,7 +640,7 @@ def salsa_transformation(
 
         dtype = state.learning_rate.dtype
         value = jnp.asarray(value).astype(dtype)
-        finite = jnp.isfinite(value) & all_finite(grad) & all_finite(updates)
+        finite = all_finite((value, grad, updates))
         directions_state = directions.accumulate(updates, state.directions, state.count)
         growth = increase_factor
         if warm_start_factor is not None:
@@ -887,46 +887,39 @@ def salsa_transformation(
             branch, branches if rescales else branches[:3], None
         )
 
-        def combine(p, d_search, d_step, leaf_step_coef=None, multiplier=None):
-            coef = step_coef if leaf_step_coef is None else leaf_step_coef
-            update = search_coef * d_search + coef * d_step
-            if multiplier is not None:
-                update = multiplier * update
-            if not no_weight_decay:
-                update = update + decay_rate * p
-            return jnp.where(moves, update, 0).astype(p.dtype)
-
         new_directions = jax.tree.map(
             lambda new, old: jnp.where(moves, new, old).astype(old.dtype),
             directions_state,
             state.directions,
         )
-        # From the state returned (equal to the accumulated one wherever the step moves): the
-        # moments are then read once, after they are written, as in optax.adam.
-        search_direction, step_direction = directions.along(updates, new_directions, state.count)
+        # Each leaf's coefficients of the search and step directions: the branch's, times the
+        # rescaling factor it measured or kept (on the step direction) and the leaf's multiplier.
         treedef = jax.tree.structure(params)
-        num_leaves = treedef.num_leaves
-        leaf_step_coefs = multipliers = [None] * num_leaves
+        search_coefs = jnp.full(treedef.num_leaves, search_coef)
+        step_coefs = jnp.full(treedef.num_leaves, step_coef)
         if rescales:
-            # The factor on the step direction, as the branch measured or kept it.
             factor = new_scalars.step_scale
             if per_leaf_rescaling:
-                exponents = new_scalars.distance.rescale_exponents
-                leaf_step_coefs = list(step_coef * _leaf_factors(factor, exponents))
-            else:
-                step_coef = step_coef * factor
+                factor = _leaf_factors(factor, new_scalars.distance.rescale_exponents)
+            step_coefs = step_coefs * factor
         if per_leaf:
-            multipliers = list(gated(new_scalars.distance.multipliers))
-        new_updates = treedef.unflatten(
-            map(
-                combine,
-                treedef.flatten_up_to(params),
-                treedef.flatten_up_to(search_direction),
-                treedef.flatten_up_to(step_direction),
-                leaf_step_coefs,
-                multipliers,
-            )
+            multipliers = gated(new_scalars.distance.multipliers)
+            search_coefs, step_coefs = search_coefs * multipliers, step_coefs * multipliers
+        # From the state returned (equal to the accumulated one wherever the step moves): the
+        # moments are then read once, after they are written, as in optax.adam.
+        steps = directions.combined(
+            updates,
+            new_directions,
+            state.count,
+            treedef.unflatten(list(search_coefs)),
+            treedef.unflatten(list(step_coefs)),
         )
+
+        def guarded(p, step):
+            update = step if no_weight_decay else step + decay_rate * p
+            return jnp.where(moves, update, 0).astype(p.dtype)
+
+        new_updates = jax.tree.map(guarded, params, steps)
         if tracks_distance:
             new_scalars = new_scalars._replace(
                 distance=new_scalars.distance._replace(initial_params=state.distance.initial_params)
