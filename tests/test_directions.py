@@ -283,7 +283,7 @@ def test_combined_is_the_per_leaf_combination_of_the_two_directions(make, search
         (np.zeros(leaves), np.zeros(leaves)),
     ]:
         a_tree, b_tree = (treedef.unflatten(list(jnp.asarray(c, jnp.float32))) for c in (a, b))
-        combined = directions.combined(grads, new_state, state.count, a_tree, b_tree)
+        combined = directions.combine(grads, new_state, state.count, a_tree, b_tree)
         expected = jax.tree.map(lambda s, d, a, b: a * s + b * d, search, step, a_tree, b_tree)
         jax.tree.map(
             lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-6, atol=1e-30), combined, expected

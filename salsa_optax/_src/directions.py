@@ -27,19 +27,20 @@ class Directions(NamedTuple):
       along: ``(updates, new_state, count) -> (search_direction, step_direction)`` from the
         accumulated statistics. Apart from :meth:`update`, so that a transform can form its step
         from the state it returns: the state is then read once, as in an Adam step.
+      combine: ``(updates, new_state, count, a, b) -> a * search + b * step``, the update
+        from the accumulated statistics, where ``a`` and ``b`` are trees of scalars, one per
+        leaf: a searched step (``b = 0``), a skipped one (``a = 0``) or no step (both 0), in as
+        few operations per entry as the directions allow.
       step_scale: ``None``, or ``(search_direction, step_direction) -> factor``: the scalar a
         step along the step direction is multiplied by (a scalar the transform's branches read,
         where a rescaled direction would be a parameter-sized one).
-      combine: ``None``, or ``(updates, new_state, count, a, b) -> a * search + b * step``, with
-        ``a`` and ``b`` trees of scalars, one per leaf: the same as :meth:`combined`'s default,
-        written so that XLA forms it in fewer operations per entry.
     """
 
     init: Callable[[optax.Params], Any]
     accumulate: Callable[[optax.Updates, Any, jax.Array], Any]
     along: Callable[[optax.Updates, Any, jax.Array], tuple[optax.Updates, optax.Updates]]
+    combine: Callable[[optax.Updates, Any, jax.Array, Any, Any], optax.Updates]
     step_scale: Callable[[optax.Updates, optax.Updates], jax.Array] | None = None
-    combine: Callable[..., optax.Updates] | None = None
 
     def update(
         self, updates: optax.Updates, state: Any, count: jax.Array
@@ -48,27 +49,16 @@ class Directions(NamedTuple):
         new_state = self.accumulate(updates, state, count)
         return (*self.along(updates, new_state, count), new_state)
 
-    def combined(
-        self, updates: optax.Updates, state: Any, count: jax.Array, a: Any, b: Any
-    ) -> optax.Updates:
-        """``a * search_direction + b * step_direction`` from the accumulated ``state``, where
-        ``a`` and ``b`` are trees of scalars shaped like ``updates``' structure: one update that
-        is a searched step (``b = 0``), a skipped one (``a = 0``) or no step (both 0).
-
-        Examples:
-          >>> import jax.numpy as jnp
-          >>> directions = gradient_direction()
-          >>> directions.combined(jnp.array([1.0, -2.0]), None, 0, 0.5, 0.25)
-          Array([-0.75,  1.5 ], dtype=float32)
-        """
-        if self.combine is not None:
-            return self.combine(updates, state, count, a, b)
-        search, step = self.along(updates, state, count)
-        return jax.tree.map(lambda s, d, a, b: a * s + b * d, search, step, a, b)
-
 
 def _stateless(along: Callable[[optax.Updates], optax.Updates]) -> Directions:
-    """Both directions ``along(updates)``, with optax's empty state."""
+    """Both directions ``along(updates)``, with optax's empty state.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> directions = gradient_direction()
+      >>> directions.combine(jnp.array([1.0, -2.0]), None, 0, 0.5, 0.25)
+      Array([-0.75,  1.5 ], dtype=float32)
+    """
     return Directions(
         init=lambda params: optax.EmptyState(),
         accumulate=lambda updates, state, count: state,
@@ -179,4 +169,4 @@ def adam_directions(
 
     # Searching along the momentum, both directions are one and the factor is 1.
     rescales = rescale_momentum is not False and not search_with_momentum
-    return Directions(init, accumulate, along, step_scale if rescales else None, combine)
+    return Directions(init, accumulate, along, combine, step_scale if rescales else None)

@@ -907,7 +907,7 @@ def salsa_transformation(
             search_coefs, step_coefs = search_coefs * multipliers, step_coefs * multipliers
         # From the state returned (equal to the accumulated one wherever the step moves): the
         # moments are then read once, after they are written, as in optax.adam.
-        steps = directions.combined(
+        steps = directions.combine(
             updates,
             new_directions,
             state.count,
