@@ -90,8 +90,8 @@ ENTRIES = st.sampled_from([0.0, -1.5, 2.5e-39, 3e38, -3e38, np.inf, -np.inf, np.
 def test_all_finite_is_exact_whether_or_not_the_sum_overflows(leaves):
     # Finite entries whose sum overflows (3e38 + 3e38) take the exact check; inf - inf (a nan
     # sum) and every other non-finite entry read as not finite.
-    arrays = [np.asarray(leaf, np.float32) for leaf in leaves]
-    expected = all(np.isfinite(a).all() for a in arrays)
+    arrays = [jnp.asarray(leaf, jnp.float32) for leaf in leaves]
+    expected = all(np.isfinite(np.asarray(a)).all() for a in arrays)
     assert bool(all_finite(arrays)) is expected
     assert bool(jax.jit(all_finite)(arrays)) is expected
 
