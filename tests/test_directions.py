@@ -266,7 +266,7 @@ def test_incoming_direction_keeps_optax_empty_state():
     ],
     ids=["adam", "gradient", "incoming"],
 )
-def test_combined_is_the_per_leaf_combination_of_the_two_directions(make, search_with_momentum):
+def test_combine_is_the_per_leaf_combination_of_the_two_directions(make, search_with_momentum):
     # The transform forms every update as a * search + b * step, leaf by leaf: a searched step
     # (b = 0), a skipped one (a = 0), both at once, and no step at all (both 0).
     params, state = _moments_after(5)

@@ -149,7 +149,8 @@ def all_finite(tree: Any) -> jax.Array:
     # A sum of floats is finite only if every entry is (inf and nan propagate, inf - inf is nan):
     # one read of each leaf, the cheapest reduction XLA:CPU has. Only where it is not finite, or
     # finite entries overflowed it, does the exact check run: x - x is 0 where x is finite and nan
-    # where it is not. The usual case is lax.cond's first branch.
+    # where it is not. The usual case, a finite sum, takes the false branch (the first of the
+    # compiled conditional).
     total = sum(jnp.sum(x) for x in leaves)
     return jax.lax.cond(
         ~jnp.isfinite(total),
