@@ -381,6 +381,22 @@ def test_radial_alignment_of_bfloat16_leaves_is_computed_in_the_state_type():
     np.testing.assert_allclose(float(alignment[0]), exact, rtol=1e-5)
 
 
+def test_a_search_sums_the_radial_alignment_of_bfloat16_leaves_in_the_state_type():
+    """salsa() on bfloat16 parameters: the state's scalars are float32, and so is the alignment
+    n cos^2(g, w) a search adds to the leaf's sum (bfloat16 would round it to 3 digits)."""
+    rng = np.random.default_rng(2)
+    w = {"k": jnp.asarray(rng.standard_normal(300), jnp.bfloat16)}
+    target = jnp.asarray(rng.standard_normal(300), jnp.float32)
+    loss = lambda p: jnp.sum(jnp.square(p["k"].astype(jnp.float32) - target))
+    _, state = _step(salsa_optax.salsa(), w, loss)
+    distance = _get(state, "distance")
+    assert bool(_info(state).searched) and distance.radial_count.tolist() == [1]
+    g64, w64 = np.asarray(jax.grad(loss)(w)["k"], np.float64), np.asarray(w["k"], np.float64)
+    exact = 300 * (g64 @ w64 / (np.linalg.norm(g64) * np.linalg.norm(w64))) ** 2
+    assert distance.radial_sum.dtype == jnp.float32
+    np.testing.assert_allclose(float(distance.radial_sum[0]), exact, rtol=1e-5)
+
+
 def test_relative_distances_of_bfloat16_leaves_are_computed_in_the_state_type():
     rng = np.random.default_rng(1)
     w0, w = (jnp.asarray(rng.standard_normal(300), jnp.bfloat16) for _ in range(2))
