@@ -1,5 +1,6 @@
 """Per-module mutation scores, and the equivalent mutants the score leaves out."""
 
+import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,8 @@ def combine_parts(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
       >>> row = combine_parts({"1/2": part, "2/2": part | {"survivors": ["m.x_2"]}})
       >>> row["total"], row["score"], row["survivors"], sorted(row["parts"])
       (8, 0.75, ['m.x_1', 'm.x_2'], ['1/2', '2/2'])
+      >>> combine_parts({"1/2": part | {"stale": ["m.x_3", "m.x_4"]}})["stale"]  # x_3: part 2's
+      ['m.x_4']
     """
     ordered = [parts[name] for name in sorted(parts)]
     summed = {
@@ -126,7 +129,14 @@ def combine_parts(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "equivalent_mutants": dict(
             sorted(item for part in ordered for item in part["equivalent_mutants"].items())
         ),
-        "stale": sorted(name for part in ordered for name in part["stale"]),
+        # A part's stale entries are those of its own mutants (equivalent entries of the parts
+        # not run yet are not stale).
+        "stale": sorted(
+            name
+            for key, part in sorted(parts.items())
+            for name in part["stale"]
+            if fnmatch.fnmatch(name, part_pattern("", *parse_part(key)))
+        ),
         # The newest part's run: the module's source is that of every part.
         "run": max((part["run"] for part in ordered), key=lambda run: run["date"]),
         "parts": parts,
