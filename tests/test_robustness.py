@@ -233,9 +233,19 @@ def test_aux_like_without_an_aux_output_gets_an_error():
         ({"rescale_momentum": 1.5}, ValueError, "0 <= rescale_momentum <= 1"),
         ({"step_multiplier": 0.0}, ValueError, "step_multiplier > 0"),
         ({"step_multiplier": float("inf")}, ValueError, "step_multiplier=inf is not finite"),
-        ({"multiplier_distance": 0.0}, ValueError, r"multiplier_distance > 0 \(or None"),
+        (
+            {"multiplier_distance": 0.0},
+            ValueError,
+            r"^multiplier_distance=0.0 is out of range: it must satisfy multiplier_distance > 0 "
+            r"\(or None: every parameter takes step_multiplier\)\.$",
+        ),
         ({"multiplier_distance": -1}, ValueError, "multiplier_distance"),
-        ({"multiplier_noise": 0.0}, ValueError, r"multiplier_noise > 0 \(or None"),
+        (
+            {"multiplier_noise": 0.0},
+            ValueError,
+            r"^multiplier_noise=0.0 is out of range: it must satisfy multiplier_noise > 0 "
+            r"\(or None: the multiplier applies whatever the noise\)\.$",
+        ),
         ({"multiplier_noise": float("nan")}, ValueError, "multiplier_noise=nan is not finite"),
     ],
 )
