@@ -378,3 +378,35 @@ def test_running_totals_stay_exact_past_float32s_integers():
     assert (int(state.info.num_evaluations), int(state.info.num_backtracks)) == (2, 1)
     assert int(state.info.total_evaluations) == start + 2
     assert int(state.info.total_backtracks) == start + 2
+
+
+def test_a_frozen_leaf_of_minus_inf_changes_nothing_else():
+    """An attention-style mask kept as a parameter leaf of -inf, with no gradient: the other
+    leaf trains as it would alone, and the noise gate's state stays finite (without weight decay
+    the decay's change 0 * <g, w> is never formed)."""
+
+    def run(params):
+        tx = salsa_optax.salsa()
+        loss = lambda p, x, y: _mse(p["w"], x, y)
+
+        @jax.jit
+        def step(params, state, x, y):
+            value, grad = jax.value_and_grad(loss)(params, x, y)
+            updates, state = tx.update(
+                grad, state, params, value=value, grad=grad, value_fn=loss, x=x, y=y
+            )
+            return optax.apply_updates(params, updates), state
+
+        state = tx.init(params)
+        for i in range(30):
+            batch = slice(8 * (i % 4), 8 * (i % 4) + 8)
+            params, state = step(params, state, X[batch], Y[batch])
+        return params, state
+
+    alone, alone_state = run({"w": jnp.zeros(3)})
+    masked, masked_state = run({"w": jnp.zeros(3), "mask": jnp.full(2, -jnp.inf)})
+    np.testing.assert_array_equal(masked["w"], alone["w"])
+    np.testing.assert_array_equal(masked["mask"], [-np.inf, -np.inf])
+    assert int(masked_state.info.total_searches) > 5
+    for got, expected in zip(masked_state.noise, alone_state.noise, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
