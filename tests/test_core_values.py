@@ -527,7 +527,10 @@ def test_nonfinite_value_grad_or_updates_alone_leave_everything_unchanged(poison
         np.testing.assert_array_equal(new, old)
     info, old_info = _info(new_state), _info(state)
     assert int(info.search_outcome) == NON_FINITE
-    assert int(info.num_evaluations) == 0
+    assert int(info.num_evaluations) == 0 and int(info.num_backtracks) == 0
+    if make_tx is _sgd_search:  # the search before backtracked: its count is not carried over
+        assert int(old_info.num_backtracks) > 0
+    assert float(info.step_size) == 0 and float(info.armijo_margin) == np.inf
     assert int(info.total_nonfinite_skipped) == int(old_info.total_nonfinite_skipped) + 1
 
 
