@@ -97,3 +97,18 @@ def make_train_step(tx, objective, jit=True):
         return jax.tree.map(lambda p, u: p + u, params, updates), state, value
 
     return jax.jit(step) if jit else step
+
+
+def make_minibatch_step(tx, loss):
+    """A jitted train step ``(params, state, x, y) -> (params, state)`` of ``loss(params, x, y)``
+    on the batch it is given, with ``loss`` as the ``value_fn``."""
+
+    @jax.jit
+    def step(params, state, x, y):
+        value, grad = jax.value_and_grad(loss)(params, x, y)
+        updates, state = tx.update(
+            grad, state, params, value=value, grad=grad, value_fn=loss, x=x, y=y
+        )
+        return jax.tree.map(lambda p, u: p + u, params, updates), state
+
+    return step

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from objectives import OBJECTIVES, make_train_step
+from objectives import OBJECTIVES, make_minibatch_step, make_train_step
 
 import salsa_optax
 
@@ -217,14 +217,7 @@ def test_skipped_steps_evaluate_nothing():
     x_all = jnp.asarray(rng.standard_normal((512, 6)), jnp.float32)
     y_all = jnp.asarray((x_all[:, 0] > 0).astype(int) + (x_all[:, 1] > 0).astype(int))
     tx = salsa_optax.salsa()
-
-    @jax.jit
-    def step(params, state, x, y):
-        value, grad = jax.value_and_grad(counted_loss)(params, x, y)
-        updates, state = tx.update(
-            grad, state, params, value=value, grad=grad, value_fn=counted_loss, x=x, y=y
-        )
-        return optax.apply_updates(params, updates), state
+    step = make_minibatch_step(tx, counted_loss)
 
     params, state = MLP.params, tx.init(MLP.params)
     evaluations, skipped = 0, 0

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from objectives import make_minibatch_step
 
 import salsa_optax
 from salsa_optax._src import armijo
@@ -387,16 +388,7 @@ def test_a_frozen_leaf_of_minus_inf_changes_nothing_else():
 
     def run(params):
         tx = salsa_optax.salsa()
-        loss = lambda p, x, y: _mse(p["w"], x, y)
-
-        @jax.jit
-        def step(params, state, x, y):
-            value, grad = jax.value_and_grad(loss)(params, x, y)
-            updates, state = tx.update(
-                grad, state, params, value=value, grad=grad, value_fn=loss, x=x, y=y
-            )
-            return optax.apply_updates(params, updates), state
-
+        step = make_minibatch_step(tx, lambda p, x, y: _mse(p["w"], x, y))
         state = tx.init(params)
         for i in range(30):
             batch = slice(8 * (i % 4), 8 * (i % 4) + 8)
