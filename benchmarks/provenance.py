@@ -15,7 +15,8 @@ def git_description() -> str:
     """The checkout's commit, and whether the code (salsa_optax/, benchmarks/) differs from it.
 
     Result files are not code: rewriting them (``--reuse`` of a file into itself) leaves the
-    commit clean.
+    commit clean. A copy of the checkout without its git folder (on a remote machine) is named
+    by ``BENCHMARK_COMMIT`` where that is set, else ``"unknown"``.
     """
     git = functools.partial(
         subprocess.run, cwd=REPOSITORY, capture_output=True, text=True, check=True
@@ -24,7 +25,7 @@ def git_description() -> str:
         commit = git(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
         changed = git(["git", "status", "--porcelain", "--", *CODE]).stdout
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("BENCHMARK_COMMIT", "unknown")
     return commit + (" with uncommitted changes" if changed.strip() else "")
 
 

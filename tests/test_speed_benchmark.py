@@ -1,6 +1,7 @@
 """Smoke test of the speed benchmark (benchmarks/speed/): a tiny model, three steps, no timing."""
 
 import json
+import pathlib
 
 import pytest
 
@@ -26,15 +27,19 @@ def test_tiny_run_writes_results_with_one_compilation_per_variant(tmp_path, monk
             "--chunk=1",
             "--settle-steps=2",
             "--settled-steps=2",
+            "--pipelined-steps=4",
+            "--pipelined-chunk=2",
             "--horizon-steps=0",
             "--no-scaling",
             "--no-torch",
             "--pin=no",
             f"--out={tmp_path}",
+            "--tag=tiny",
         ]
     )
     backend = results["environment"]["backend"]
-    written = json.loads((tmp_path / f"speed_{backend}.json").read_text())
+    stem = tmp_path / f"speed_{backend}_tiny"
+    written = json.loads(stem.with_suffix(".json").read_text())
     assert written["plan"] == {"warmup": 2, "steps": 3, "start_steps": 1, "chunk": 1}
     assert written["torch_skipped"] == "--no-torch given"
     for key in ("date", "command", "device", "cpu", "versions", "load_average_before"):
@@ -66,9 +71,23 @@ def test_tiny_run_writes_results_with_one_compilation_per_variant(tmp_path, monk
     assert (settled["first_step"], settled["last_step"]) == (5, 6)
     assert settled["wall"]["steady"]["steps"] == 2 and settled["wall"]["steady"]["ratio"]
 
-    table = (tmp_path / f"speed_{backend}.md").read_text()
+    # Steps queued back to back: after the same 2 settling steps (and one more each, which
+    # compiles and warms it up), two runs of 2 steps of each variant.
+    pipelined = model["pipelined"]
+    assert (pipelined["salsa_first_step"], pipelined["salsa_last_step"]) == (5, 8)
+    assert pipelined["adam"]["step_ms"] > 0 and "ratio" not in pipelined["adam"]
+    for name in ("salsa_skipped", "salsa"):
+        assert pipelined[name]["step_ms"] > 0 and pipelined[name]["ratio"]["median"] > 0
+
+    table = stem.with_suffix(".md").read_text()
     assert "| salsa() |" in table and "### Warm-up, settled regime and skipped step" in table
-    assert (tmp_path / f"speed_{backend}_overhead.png").stat().st_size > 0
+    assert "### Steps queued back to back" in table
+    assert pathlib.Path(f"{stem}_overhead.png").stat().st_size > 0
+
+    # The tables of a results file are written again from it alone, with the same text.
+    stem.with_suffix(".md").unlink()
+    assert speed.main(["--from-json", str(stem.with_suffix(".json")), "--no-plots"]) == written
+    assert stem.with_suffix(".md").read_text() == table
 
 
 _HLO = """HloModule m

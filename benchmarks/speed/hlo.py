@@ -99,7 +99,7 @@ def count_kernels(lines: Sequence[str], leaf_size: int) -> dict[str, int]:
 def step_profile(model: str, variant: str, batch_size: int) -> dict[str, Any]:
     """The counts of one model's step with one variant."""
     spec = MODELS[model]()
-    batches, _ = make_batches(batch_size, 1)
+    batches, _ = make_batches(spec, batch_size, 1)
     runner = JaxRunner(variant, VARIANTS[variant].make(), spec, batches)
     hlo = runner.train_step.lower(runner.state, batches[0]).compile().as_text()
     params = nnx.state(spec.make_model(nnx.Rngs(0)), nnx.Param)

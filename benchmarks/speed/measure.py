@@ -6,9 +6,11 @@ the length of the run (the schedule searches less and less often as the step siz
 import argparse
 import itertools
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from benchmarks.speed import models
@@ -16,12 +18,15 @@ from benchmarks.speed.environment import environment
 from benchmarks.speed.registry import MODELS, PROBES, SCALING_VARIANTS, TORCH_VARIANTS, VARIANTS
 from benchmarks.speed.runners import CompileCounter, JaxRunner, ProbeRunner, TorchRunner
 from benchmarks.speed.summary import memory_summary, probe_summary, summarize_variant, torch_summary
-from benchmarks.speed.timing import Plan, run_interleaved, steady_ratio
+from benchmarks.speed.timing import Plan, ratio_stats, run_interleaved, steady_ratio
+
+PIPELINED_VARIANTS = ("adam", "salsa_skipped", "salsa")
 
 
-def make_batches(batch_size: int, count: int) -> tuple[list[dict], str]:
-    """``count`` host batches of images (cycled through by every runner), and the data source."""
-    data, source = models.load_images(batch_size * count)
+def make_batches(spec: models.SpeedModel, batch_size: int, count: int) -> tuple[list[dict], str]:
+    """``count`` host batches of ``spec``'s inputs (every runner cycles through them), and their
+    source."""
+    data, source = spec.inputs(batch_size * count)
     batches = [
         {k: v[i : i + batch_size] for k, v in data.items()}
         for i in range(0, len(data["y"]), batch_size)
@@ -39,12 +44,14 @@ def benchmark_model(
     with_torch: bool,
 ) -> dict[str, Any]:
     """Times every variant (and the probes, and torch if asked) on one model."""
-    host_batches, source = make_batches(batch_size, min(64, plan.warmup + plan.steps))
+    host_batches, source = make_batches(spec, batch_size, min(64, plan.warmup + plan.steps))
     batches = [models.jax_input(b) for b in host_batches]
     jax_runners = [JaxRunner(v, VARIANTS[v].make(), spec, batches) for v in variants]
     probes = [ProbeRunner(p, spec, batches) for p in PROBES]
     torch_runners = (
-        [TorchRunner(t, spec, host_batches) for t in TORCH_VARIANTS] if with_torch else []
+        [TorchRunner(t, spec, host_batches) for t in TORCH_VARIANTS]
+        if with_torch and spec.torch_spec
+        else []
     )
     print(
         f"[speed] {spec.description}, batch {batch_size}: {plan.steps} steps x "
@@ -95,7 +102,7 @@ def benchmark_settled(
 
     Adam's step costs the same at any point of a run, so only salsa() is advanced.
     """
-    host_batches, _ = make_batches(batch_size, 64)
+    host_batches, _ = make_batches(spec, batch_size, 64)
     batches = [models.jax_input(b) for b in host_batches]
     adam, salsa = (JaxRunner(v, VARIANTS[v].make(), spec, batches) for v in ("adam", "salsa"))
     print(f"[speed] settled: {spec.description}, {settle} untimed steps of salsa()", flush=True)
@@ -110,6 +117,55 @@ def benchmark_settled(
     }
     first = settle + plan.warmup + 1
     return {"first_step": first, "last_step": first + plan.steps - 1, **summary}
+
+
+def benchmark_pipelined(
+    spec: models.SpeedModel, batch_size: int, settle: int, steps: int, chunk: int
+) -> dict[str, Any]:
+    """Adam, a skipped step and settled salsa() with their steps queued back to back, as a
+    training loop that does not read its metrics runs them: each run of ``chunk`` steps is timed
+    from its first call to the end of its last step, runs of the three interleaved.
+
+    A step timed alone waits for its result anyway; here a step that makes the host wait for
+    the device (a conditional whose predicate the host reads, on a GPU) loses the overlap of
+    the next step's dispatch with this one's work, and the wait shows.
+    """
+    host_batches, _ = make_batches(spec, batch_size, 64)
+    batches = [models.jax_input(b) for b in host_batches]
+    runners = [JaxRunner(v, VARIANTS[v].make(), spec, batches) for v in PIPELINED_VARIANTS]
+    print(f"[speed] pipelined: {spec.description}, {steps} queued steps each", flush=True)
+    for runner in runners:
+        runner.compile()
+        runner.step()
+    salsa = runners[-1]
+    for _ in range(settle):
+        salsa.dispatch()
+    salsa.step()
+    first = salsa.index + 1
+    times: dict[str, list[float]] = {runner.name: [] for runner in runners}
+    for i in range(steps // chunk):
+        shift = i % len(runners)
+        for runner in [*runners[shift:], *runners[:shift]]:
+            start = time.perf_counter()
+            for _ in range(chunk):
+                runner.dispatch()
+            jax.block_until_ready(runner.state)
+            times[runner.name].append((time.perf_counter() - start) / chunk)
+    adam = np.array(times["adam"])
+    evaluations, searched = salsa.search_record(first - 1)
+    result: dict[str, Any] = {
+        "chunk": chunk,
+        "salsa_first_step": first,
+        "salsa_last_step": salsa.index,
+        "salsa_searched_fraction": float(searched.mean()),
+        "salsa_evaluations_per_step": float(evaluations.mean()),
+    }
+    for name, seconds in times.items():
+        per_step = np.array(seconds)
+        result[name] = {"step_ms": 1e3 * float(np.median(per_step))}
+        if name != "adam":
+            result[name]["ratio"] = ratio_stats(per_step / adam)
+    return result
 
 
 def print_progress(result: dict[str, Any], record: dict) -> None:
@@ -143,7 +199,7 @@ def benchmark_horizon(steps: int, compiles: CompileCounter, clocks) -> dict[str,
     """salsa() against Adam on the MLP over ``steps`` steps, summarised in growing windows."""
     plan = Plan(warmup=2, steps=steps, start_steps=0, chunk=50)
     spec = models.mlp()
-    host_batches, source = make_batches(128, 64)
+    host_batches, source = make_batches(spec, 128, 64)
     batches = [models.jax_input(b) for b in host_batches]
     runners = [JaxRunner(v, VARIANTS[v].make(), spec, batches) for v in ("adam", "salsa")]
     print(f"[speed] horizon: {spec.description}, {steps} steps of adam and salsa()", flush=True)
@@ -185,6 +241,14 @@ def run(args: argparse.Namespace, compiles: CompileCounter, with_torch: bool) ->
         if args.settle_steps:
             results["models"][name]["settled"] = benchmark_settled(
                 MODELS[name](), args.batch_size, args.settle_steps, settled_plan, compiles, clocks
+            )
+        if args.pipelined_steps:
+            results["models"][name]["pipelined"] = benchmark_pipelined(
+                MODELS[name](),
+                args.batch_size,
+                args.settle_steps,
+                args.pipelined_steps,
+                args.pipelined_chunk,
             )
     if args.horizon_steps:
         results["horizon"] = benchmark_horizon(args.horizon_steps, compiles, clocks)

@@ -1,9 +1,11 @@
 """Models of the speed benchmark, in Flax NNX and, for the PyTorch comparison, in torch.
 
-Every model classifies 28×28 grey images into 10 classes (Fashion-MNIST when the Debian package
+The small models classify 28×28 grey images into 10 classes (Fashion-MNIST when the Debian package
 ``dataset-fashion-mnist`` is installed, a synthetic stand-in otherwise), so all of them train on
-the same batches. Each one exists in both frameworks with the same layers and shapes; torch is
-imported only by :func:`torch_model`, so this module works without it.
+the same batches; each one exists in both frameworks with the same layers and shapes (torch is
+imported only by :func:`torch_model`, so this module works without it). The two large ones, a
+ResNet-50 and a BERT-base encoder (the sizes of the paper's speed claim), train on synthetic
+batches of their own inputs and have no torch version.
 """
 
 import gzip
@@ -93,14 +95,22 @@ class SpeedModel(NamedTuple):
       description: one line for the tables.
       make_model: ``nnx.Rngs -> nnx.Module``.
       logits: ``(model, images) -> logits`` in training mode, for ``(batch, 28, 28, 1)`` images.
-      torch_spec: ``(kind, kwargs)`` for :func:`torch_model`, the same architecture in torch.
+      torch_spec: ``(kind, kwargs)`` for :func:`torch_model`, the same architecture in torch;
+        None where there is none.
+      load_inputs: ``count -> (batch, source)``, ``count`` training examples ``{"x", "y"}`` and
+        where they come from; None for the images of :func:`load_images`.
     """
 
     name: str
     description: str
     make_model: Callable[[nnx.Rngs], nnx.Module]
     logits: Callable[[nnx.Module, jax.Array], jax.Array]
-    torch_spec: tuple[str, dict[str, Any]]
+    torch_spec: tuple[str, dict[str, Any]] | None
+    load_inputs: Callable[[int], tuple[dict[str, np.ndarray], str]] | None = None
+
+    def inputs(self, count: int) -> tuple[dict[str, np.ndarray], str]:
+        """``count`` training examples of this model and their source."""
+        return (self.load_inputs or load_images)(count)
 
 
 def mlp(width: int = 256) -> SpeedModel:
@@ -157,6 +167,42 @@ def transformer(dim: int = 64, depth: int = 2) -> SpeedModel:
     )
 
 
+def resnet50() -> SpeedModel:
+    """ResNet-50 (bottleneck blocks, 25.5 M parameters) with the CIFAR stem, on 28×28 images."""
+    from examples.resnet import models
+
+    return SpeedModel(
+        name="resnet50",
+        description="ResNet-50 (CIFAR stem, BatchNorm, 23.5 M parameters)",
+        make_model=lambda rngs: models.ResNet50(
+            num_classes=NUM_CLASSES, in_channels=1, small_inputs=True, rngs=rngs
+        ),
+        logits=lambda model, x: model(x, train=True),
+        torch_spec=None,
+    )
+
+
+def bert_base(length: int = 128) -> SpeedModel:
+    """BERT-base (12 layers, 768 wide, 110 M parameters) classifying random token sequences.
+
+    No dropout (the call gets no ``rngs``), so every loss evaluation of a step is the same
+    function, as in the BERT example's training step.
+    """
+    from examples.bert import models
+
+    def logits(model, ids):
+        return model(ids, jnp.zeros_like(ids), jnp.ones_like(ids))
+
+    return SpeedModel(
+        name="bert_base",
+        description=f"BERT-base encoder, {length} tokens, mean pooling",
+        make_model=lambda rngs: models.BertBase(num_classes=2, rngs=rngs),
+        logits=logits,
+        torch_spec=None,
+        load_inputs=lambda count: load_tokens(count, length),
+    )
+
+
 def tiny() -> SpeedModel:
     """An MLP small enough for a smoke test."""
     return mlp(width=16)
@@ -192,10 +238,22 @@ def load_images(count: int, seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
     return {"x": x, "y": y}, "synthetic"
 
 
+def load_tokens(
+    count: int, length: int, vocab_size: int = 30522, seed: int = 0
+) -> tuple[dict[str, np.ndarray], str]:
+    """``count`` random token sequences of ``length`` (ids past BERT's special tokens) with
+    random binary labels: a step costs what a real batch of that shape costs."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, vocab_size, size=(count, length), dtype=np.int32)
+    return {"x": ids, "y": rng.integers(0, 2, size=count, dtype=np.int32)}, "synthetic tokens"
+
+
 def torch_model(spec: SpeedModel) -> Any:
     """``spec``'s architecture as a ``torch.nn.Module`` (NCHW images in, logits out)."""
     from torch import nn
 
+    if spec.torch_spec is None:
+        raise ValueError(f"{spec.name} has no torch version")
     kind, kwargs = spec.torch_spec
     if kind == "mlp":
         features = kwargs["features"]

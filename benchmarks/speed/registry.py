@@ -71,6 +71,8 @@ MODELS: dict[str, Callable[[], models.SpeedModel]] = {
     "resnet16": lambda: models.resnet(16),
     "cnn": models.cnn,
     "transformer": models.transformer,
+    "resnet50": models.resnet50,
+    "bert_base": models.bert_base,
     "tiny": models.tiny,
 }
 

@@ -52,6 +52,7 @@ def markdown(results: dict[str, Any]) -> str:
         *headline(results),
         "",
         *regime_table(results),
+        *pipelined_table(results),
     ]
     for name, model in results["models"].items():
         lines += ["", *model_table(name, model, plan, results["clocks"])]
@@ -132,6 +133,34 @@ def regime_table(results: dict[str, Any]) -> list[str]:
                 else "| — "
             )
             + f"| {fmt(settled.get('evaluations_per_step'))} | {skipped} |"
+        )
+    return lines
+
+
+def pipelined_table(results: dict[str, Any]) -> list[str]:
+    """Adam, a skipped step and settled salsa() with steps queued back to back, where run."""
+    models = [m for m in results["models"].values() if "pipelined" in m]
+    if not models:
+        return []
+    lines = [
+        "",
+        "### Steps queued back to back (wall clock per step, × Adam)",
+        "",
+        "Each run of steps is timed from its first call to the end of its last step, as a "
+        "training loop that does not read its metrics runs; a wait of the host for the device "
+        "inside a step shows here.",
+        "",
+        "| model | Adam, ms/step | skipped step (`salsa_skipped`) | salsa(), settled "
+        "| settled: searched fraction |",
+        "|---|---|---|---|---|",
+    ]
+    for model in models:
+        run = model["pipelined"]
+        lines.append(
+            f"| {model['description']} | {run['adam']['step_ms']:.3f} "
+            f"| {spread(run['salsa_skipped']['ratio'])} "
+            f"| steps {run['salsa_first_step']}–{run['salsa_last_step']}: "
+            f"{spread(run['salsa']['ratio'])} | {fmt(run['salsa_searched_fraction'])} |"
         )
     return lines
 
