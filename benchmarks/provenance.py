@@ -15,9 +15,11 @@ def git_description() -> str:
     """The checkout's commit, and whether the code (salsa_optax/, benchmarks/) differs from it.
 
     Result files are not code: rewriting them (``--reuse`` of a file into itself) leaves the
-    commit clean. A copy of the checkout without its git folder (on a remote machine) is named
-    by ``BENCHMARK_COMMIT`` where that is set, else ``"unknown"``.
+    commit clean. ``BENCHMARK_COMMIT``, where set, is taken instead: a copy of the checkout on
+    another machine may carry no git folder, or one that is not current.
     """
+    if os.environ.get("BENCHMARK_COMMIT"):
+        return os.environ["BENCHMARK_COMMIT"]
     git = functools.partial(
         subprocess.run, cwd=REPOSITORY, capture_output=True, text=True, check=True
     )
@@ -25,7 +27,7 @@ def git_description() -> str:
         commit = git(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
         changed = git(["git", "status", "--porcelain", "--", *CODE]).stdout
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("BENCHMARK_COMMIT", "unknown")
+        return "unknown"
     return commit + (" with uncommitted changes" if changed.strip() else "")
 
 

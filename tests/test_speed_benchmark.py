@@ -140,3 +140,31 @@ def test_hlo_profile_of_a_tiny_model_writes_its_table(tmp_path):
     table = [line for line in (tmp_path / "speed_hlo_cpu.md").read_text().splitlines()
              if line.startswith("| ") and "variant" not in line]  # fmt: skip
     assert len(table) == 2 and "salsa(), skipped steps only" in table[1]
+
+
+def test_kernel_summary_counts_only_device_events_per_step():
+    from benchmarks.speed import kernels
+
+    trace = {
+        "traceEvents": [
+            {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/device:GPU:0"}},
+            {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/host:CPU"}},
+            *[{"ph": "X", "pid": 1, "name": "reduce", "dur": 2.0} for _ in range(6)],
+            *[{"ph": "X", "pid": 1, "name": "gemm", "dur": 10.0} for _ in range(2)],
+            {"ph": "X", "pid": 2, "name": "host work", "dur": 100.0},
+            {"ph": "i", "pid": 1, "name": "a marker"},
+        ]
+    }
+    summary = kernels.kernel_summary(kernels.device_events(trace), steps=2, top=1)
+    assert summary["launches_per_step"] == 4
+    assert summary["device_us_per_step"] == (6 * 2.0 + 2 * 10.0) / 2
+    assert summary["top"] == [{"name": "gemm", "count_per_step": 1.0, "us_per_step": 10.0}]
+
+
+def test_results_name_the_commit_given_for_a_copy_of_the_checkout(monkeypatch):
+    from benchmarks import provenance
+
+    monkeypatch.delenv("BENCHMARK_COMMIT", raising=False)
+    assert provenance.git_description() != "abc1234"
+    monkeypatch.setenv("BENCHMARK_COMMIT", "abc1234")
+    assert provenance.git_description() == "abc1234"
