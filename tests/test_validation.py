@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from salsa_optax._src import validation
 from salsa_optax._src.validation import (
     all_finite,
     check_hyperparameter,
@@ -85,17 +86,38 @@ def test_an_empty_tree_is_all_finite(tree):
 ENTRIES = st.sampled_from([0.0, -1.5, 2.5e-39, 3e38, -3e38, np.inf, -np.inf, np.nan])
 
 
+# all_finite (on this CPU) and both of its ways, each called on a list of leaves.
+CHECKS = [all_finite, validation._finite_by_sums, validation._finite_at_once]
+
+
+@pytest.mark.parametrize("check", CHECKS)
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(ENTRIES, min_size=1, max_size=5), min_size=1, max_size=3))
-def test_all_finite_is_exact_whether_or_not_the_sum_overflows(leaves):
+@given(leaves=st.lists(st.lists(ENTRIES, min_size=1, max_size=5), min_size=1, max_size=3))
+def test_all_finite_is_exact_whether_or_not_the_sum_overflows(check, leaves):
     # Finite entries whose sum overflows (3e38 + 3e38) take the exact check; inf - inf (a nan
     # sum) and every other non-finite entry read as not finite.
     arrays = [jnp.asarray(leaf, jnp.float32) for leaf in leaves]
     expected = all(np.isfinite(np.asarray(a)).all() for a in arrays)
-    assert bool(all_finite(arrays)) is expected
-    assert bool(jax.jit(all_finite)(arrays)) is expected
+    assert bool(check(arrays)) is expected
+    assert bool(jax.jit(check)(arrays)) is expected
 
 
-def test_all_finite_takes_bfloat16_and_integer_leaves():
-    assert bool(all_finite([jnp.full(3, 3e38, jnp.bfloat16), jnp.arange(3)])) is True
-    assert bool(all_finite([jnp.array([1.0, jnp.nan], jnp.bfloat16), jnp.arange(3)])) is False
+@pytest.mark.parametrize("check", CHECKS)
+def test_all_finite_takes_bfloat16_integer_and_scalar_leaves(check):
+    finite = [jnp.full(3, 3e38, jnp.bfloat16), jnp.arange(3), jnp.float32(2.0)]
+    assert bool(check(finite)) is True
+    assert bool(check([jnp.array([1.0, jnp.nan], jnp.bfloat16), jnp.arange(3)])) is False
+    assert bool(check([jnp.arange(3), jnp.float32(-jnp.inf)])) is False
+
+
+def test_all_finite_sums_on_a_cpu_and_reduces_once_elsewhere(monkeypatch):
+    leaves = [jnp.ones(3), jnp.ones((2, 2))]
+    on_cpu = str(jax.make_jaxpr(all_finite)(leaves))
+    assert "cond" in on_cpu and "concatenate" not in on_cpu
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    jax.clear_caches()  # make_jaxpr would give the CPU's trace again
+    elsewhere = str(jax.make_jaxpr(all_finite)(leaves))
+    assert "cond" not in elsewhere and elsewhere.count("concatenate") == 1
+    assert elsewhere.count("reduce_and") == 1
+    monkeypatch.undo()
+    jax.clear_caches()  # no later trace may reuse the one made as if on a GPU
