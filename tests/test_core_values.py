@@ -352,6 +352,20 @@ def test_multiplier_noise_predicts_from_the_decayed_start_and_after_no_step():
     assert float(kept.predicted_value) == 1.0 + c and float(kept.linear_change) == c
 
 
+def test_multiplier_noise_counts_the_weight_decays_change_in_a_searched_steps_linear_change():
+    """A searched step moves by u = -lambda eta_stored w + eta d: the linear change it records for
+    the next step's residual is <g, u>, the decay's share included."""
+    w0 = {"fresh": jnp.array([0.5, -1.5]), "moved": jnp.array([2.0, 1.0, -0.5])}
+    tx = salsa_optax.salsa(weight_decay=0.2, initial_learning_rate=0.5, multiplier_noise=0.05)
+    updates, state = _step(tx, w0, _far_loss)
+    assert bool(_info(state).searched) and float(_info(state).step_size) > 0
+    grad = jax.grad(_far_loss)(w0)
+    linear = sum(float(jnp.vdot(grad[k], updates[k])) for k in w0)
+    decay = -0.2 * 0.5 * sum(float(jnp.vdot(grad[k], w0[k])) for k in w0)
+    assert abs(decay) > 0.1 * abs(linear)
+    np.testing.assert_allclose(float(state.noise.linear_change), linear, rtol=1e-9)
+
+
 def test_multiplier_noise_counts_a_residual_within_round_off_as_zero():
     noise = transform.NoiseState(jnp.asarray(True), *(jnp.asarray(1.0, jnp.float32),) * 4)
     just_inside = jnp.float32(1.0) + transform.ROUND_OFF_ULPS * jnp.finfo(jnp.float32).eps
@@ -803,6 +817,29 @@ def _settled(tx, w, fast, slow):
     return optax.tree.set(
         tx.init(w), learning_rate_fast=jnp.asarray(fast), learning_rate_slow=jnp.asarray(slow)
     )
+
+
+def test_a_skipped_step_reports_no_trials_and_a_margin_of_inf_after_a_search():
+    """The diagnostics of a skipped step are its own, not the last search's."""
+    eta = 0.25
+    tx = _sgd_search(
+        adaptive_search_frequency=True,
+        warmup_searches=1,
+        max_search_interval=10**9,
+        increase_factor=1.0,
+        initial_learning_rate=eta,
+    )
+    w = jnp.array([1.0, -0.5])
+    loss = lambda p: 0.5 * jnp.sum(p**2)
+    updates, searched = _step(tx, w, loss, _settled(tx, w, eta, eta))
+    assert bool(_info(searched).searched) and np.isfinite(float(_info(searched).armijo_margin))
+    assert int(_info(searched).num_evaluations) >= 1
+    _, skipped = _step(tx, w + updates, loss, searched)
+    info = _info(skipped)
+    assert not bool(info.searched) and int(info.search_outcome) == SKIPPED
+    assert (int(info.num_evaluations), int(info.num_backtracks)) == (0, 0)
+    assert float(info.armijo_margin) == np.inf
+    assert float(info.step_size) == eta
 
 
 def test_warmup_boundary_is_count_below_warmup_searches():
