@@ -272,6 +272,24 @@ def _w0():
     return {"fresh": jnp.zeros(2), "moved": jnp.array([0.5, 1.0, -0.5])}
 
 
+def test_multiplier_noise_gates_a_shared_multiplier_until_the_loss_is_found_noisy():
+    """Without per-leaf multipliers the step multiplier is one for all leaves: before any residual
+    is measured the loss is not noisy, so the first step moves by the search's step alone."""
+    w0 = _w0()
+    plain = salsa_optax.salsa(step_multiplier=1.0, multiplier_distance=None)
+    gated = salsa_optax.salsa(step_multiplier=3.0, multiplier_distance=None, multiplier_noise=0.05)
+    ungated = salsa_optax.salsa(
+        step_multiplier=3.0, multiplier_distance=None, multiplier_noise=None
+    )
+    (plain_updates, _), (gated_updates, state), (ungated_updates, _) = (
+        _step(tx, w0, _far_loss) for tx in (plain, gated, ungated)
+    )
+    assert bool(_info(state).searched)
+    for name in w0:
+        np.testing.assert_array_equal(gated_updates[name], plain_updates[name])
+        np.testing.assert_allclose(ungated_updates[name], 3 * plain_updates[name], rtol=1e-12)
+
+
 def test_multiplier_noise_keeps_a_deterministic_loss_at_the_searchs_steps():
     """The same loss at every step: each search's step lands where its trial was evaluated, the
     residual is zero, and no leaf takes the multiplier."""
@@ -383,6 +401,19 @@ def test_noise_ratio_is_the_root_mean_square_residual_over_the_linear_change():
     assert float(noise.ratio()) == 1.5
     none_yet = noise._replace(residual_sq=jnp.float32(0.0), linear_sq=jnp.float32(0.0))
     assert np.isnan(float(none_yet.ratio()))
+
+
+def test_small_leaves_are_measured_however_small_their_norms():
+    """A leaf is measured wherever |g| |w| > 0 and its start wherever ||w0|| > 0, at any scale."""
+    g = {"tiny": jnp.array([0.1, 0.0]), "zero": jnp.zeros(2)}
+    w = {"tiny": jnp.array([0.5, 0.0]), "zero": jnp.array([0.5, 0.0])}
+    alignment, measured = transform._radial_alignment(g, w, jnp.float64)
+    assert measured.tolist() == [True, False]
+    np.testing.assert_allclose(alignment, [2.0, 0.0], rtol=1e-15)  # n cos^2 = 2 * 1
+    w0 = {"tiny": jnp.array([0.6, 0.0]), "zero": jnp.zeros(2)}
+    moved = {"tiny": jnp.array([0.6, 0.3]), "zero": jnp.ones(2)}
+    distances = transform._relative_distances(moved, w0, jnp.float64)
+    np.testing.assert_allclose(distances, [0.5, np.inf], rtol=1e-15)
 
 
 def test_radial_alignment_of_bfloat16_leaves_is_computed_in_the_state_type():
