@@ -303,6 +303,23 @@ def test_multiplier_noise_keeps_a_deterministic_loss_at_the_searchs_steps():
     assert float(noise.residual_sq) == 0 and float(noise.linear_sq) > 0
 
 
+def test_multiplier_noise_records_a_multiplied_searched_steps_first_order_change():
+    """On a noisy loss each searched step moves leaf l by its own multiplier m_l times eta d_l:
+    the linear change it records for the next residual is <g, u>, the multipliers included."""
+    offsets = 0.3 * np.cos(np.arange(12.0) * 2.0)
+    rows = _gated_run(offsets, _w0(), noise=0.02)
+    multiplied = 0
+    for (w, plain, gated, _, state), offset in zip(rows, offsets, strict=True):
+        if not bool(_info(state).searched):
+            continue
+        grad = jax.grad(_batch_loss)(w, offset)
+        linear = sum(float(jnp.vdot(grad[k], gated[k])) for k in w)
+        np.testing.assert_allclose(float(state.noise.linear_change), linear, rtol=1e-12)
+        ratios = [float(gated[k][0] / plain[k][0]) for k in w]
+        multiplied += max(ratios) > 1 + 1e-6 and abs(ratios[0] - ratios[1]) > 1e-6
+    assert multiplied >= 1  # a searched step whose leaves took different multipliers
+
+
 def test_multiplier_noise_measures_two_batches_at_the_same_weights():
     """Step t's loss carries the batch term c_t <1, w>. After a search whose step was not
     multiplied the prediction is the accepted trial's loss f_t(w_{t+1}), so the residual is
@@ -440,6 +457,24 @@ def test_a_search_sums_the_radial_alignment_of_bfloat16_leaves_in_the_state_type
     exact = 300 * (g64 @ w64 / (np.linalg.norm(g64) * np.linalg.norm(w64))) ** 2
     assert distance.radial_sum.dtype == jnp.float32
     np.testing.assert_allclose(float(distance.radial_sum[0]), exact, rtol=1e-5)
+
+
+def test_a_search_measures_the_distance_of_bfloat16_leaves_in_the_state_type():
+    """salsa() on bfloat16 parameters moved from their start: the search's relative distance, and
+    so the leaf's multiplier 1 + (mu - 1) r / delta, is computed in float32 (bfloat16 would round
+    r to 3 digits)."""
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal(300)
+    w0 = {"k": jnp.asarray(start, jnp.bfloat16)}
+    w = {"k": jnp.asarray(start + 0.3 * rng.standard_normal(300), jnp.bfloat16)}
+    loss = lambda p: jnp.sum(jnp.square(p["k"].astype(jnp.float32)))  # g = 2 w: not invariant
+    tx = salsa_optax.salsa(step_multiplier=3.0, multiplier_distance=10.0)
+    _, state = _step(tx, w, loss, tx.init(w0))
+    multipliers = _get(state, "distance").multipliers
+    assert bool(_info(state).searched) and multipliers.dtype == jnp.float32
+    w64, w064 = np.asarray(w["k"], np.float64), np.asarray(w0["k"], np.float64)
+    relative = np.linalg.norm(w64 - w064) / np.linalg.norm(w064)
+    np.testing.assert_allclose(float(multipliers[0]), 1 + 2 * relative / 10.0, rtol=1e-6)
 
 
 def test_relative_distances_of_bfloat16_leaves_are_computed_in_the_state_type():
@@ -1342,3 +1377,11 @@ def test_rescale_distance_gives_each_leaf_the_rescaling_as_far_as_it_moved_at_th
     # The moved leaf's exponent passed between its bounds: short, partly and fully rescaled.
     assert any(0 < e < 1 for e in exponents) and max(exponents) == 1
     assert states["rescaled"].distance.rescale_exponents is None
+    # The state keeps each leaf's exponent as of the last search, at most 1 (the leaves in
+    # jax.tree.leaves order: fresh, moved).
+    moved = np.linalg.norm(at_search["moved"] - w0["moved"])
+    np.testing.assert_allclose(
+        states["by_distance"].distance.rescale_exponents,
+        [1.0, min(1.0, moved / (delta * np.linalg.norm(w0["moved"])))],
+        rtol=1e-13,
+    )
