@@ -110,14 +110,14 @@ def test_all_finite_takes_bfloat16_integer_and_scalar_leaves(check):
     assert bool(check([jnp.arange(3), jnp.float32(-jnp.inf)])) is False
 
 
-def test_all_finite_sums_on_a_cpu_and_reduces_once_elsewhere(monkeypatch):
+def test_all_finite_sums_on_a_cpu_and_checks_entries_with_no_conditional_elsewhere(monkeypatch):
     leaves = [jnp.ones(3), jnp.ones((2, 2))]
     on_cpu = str(jax.make_jaxpr(all_finite)(leaves))
     assert "cond" in on_cpu and "concatenate" not in on_cpu
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     jax.clear_caches()  # make_jaxpr would give the CPU's trace again
     elsewhere = str(jax.make_jaxpr(all_finite)(leaves))
-    assert "cond" not in elsewhere and elsewhere.count("concatenate") == 1
-    assert elsewhere.count("reduce_and") == 1
+    assert "cond" not in elsewhere and "concatenate" not in elsewhere
+    assert elsewhere.count("reduce_and") == 3  # one per leaf, one for their verdicts
     monkeypatch.undo()
     jax.clear_caches()  # no later trace may reuse the one made as if on a GPU
