@@ -1333,6 +1333,34 @@ def test_a_step_keeps_every_state_type_with_float32_parameters_and_float64_enabl
         assert (new.dtype, new.shape) == (old.dtype, old.shape)
 
 
+def test_a_run_that_never_searches_keeps_the_initial_rescaling_on_every_skipped_step():
+    """With no search the noise gate measures nothing (its linear_sq stays 0), so a skipped step
+    keeps the rescaling factor, 1 at the start, rather than measuring it: the step of the
+    unrescaled direction, to the bit, while |Pg| / |Pm| has moved away from 1."""
+    options = dict(warmup_searches=0, max_search_interval=10**6, initial_learning_rate=0.5)
+    rescaled = salsa_optax.salsa(**options)
+    plain = salsa_optax.salsa(rescale_momentum=False, **options)
+    w = {"fresh": jnp.array([0.5, -1.5]), "moved": jnp.array([2.0, 1.0, -0.5])}
+    states = [tx.init(w) for tx in (rescaled, plain)]
+    for _ in range(4):
+        (updates, states[0]), (plain_updates, states[1]) = (
+            _step(tx, w, _far_loss, state)
+            for tx, state in zip((rescaled, plain), states, strict=True)
+        )
+        assert not bool(_info(states[0]).searched)
+        for name in w:
+            np.testing.assert_array_equal(updates[name], plain_updates[name])
+        w = jax.tree.map(jnp.add, w, updates)
+    assert float(states[0].noise.linear_sq) == 0 and float(states[0].step_scale) == 1
+    mu, nu = states[0].directions.mu, states[0].directions.nu
+    grad = jax.grad(_far_loss)(w)
+    count = int(states[0].count)
+    precondition = {k: 1 / (jnp.sqrt(nu[k] / (1 - 0.999**count)) + 1e-8) for k in w}
+    pg = np.sqrt(sum(float(jnp.sum((precondition[k] * grad[k]) ** 2)) for k in w))
+    pm = np.sqrt(sum(float(jnp.sum((precondition[k] * mu[k] / (1 - 0.9**count)) ** 2)) for k in w))
+    assert abs(pg / pm - 1) > 0.05  # what measuring it would have given
+
+
 def test_rescale_distance_gives_each_leaf_the_rescaling_as_far_as_it_moved_at_the_last_search():
     """A skipped step along P m scaled by s**min(1, |w - w0| / (delta |w0|)), s = |Pg| / |Pm|,
     w as of the last search; searched steps, which move along -P g, are untouched."""
