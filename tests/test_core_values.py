@@ -885,16 +885,23 @@ def _settled(tx, w, fast, slow):
     )
 
 
-def test_a_skipped_step_reports_no_trials_and_a_margin_of_inf_after_a_search():
-    """The diagnostics of a skipped step are its own, not the last search's."""
-    eta = 0.25
-    tx = _sgd_search(
+def _searching_in_warmup_only(warmup_searches, eta):
+    """salsa_sgd() whose schedule searches in its warm-up only (L_max huge) and keeps its step
+    size at eta where eta is accepted: no growth, no smoothing of the averages."""
+    return _sgd_search(
         adaptive_search_frequency=True,
-        warmup_searches=1,
+        warmup_searches=warmup_searches,
         max_search_interval=10**9,
+        smoothing=0.0,
         increase_factor=1.0,
         initial_learning_rate=eta,
     )
+
+
+def test_a_skipped_step_reports_no_trials_and_a_margin_of_inf_after_a_search():
+    """The diagnostics of a skipped step are its own, not the last search's."""
+    eta = 0.25
+    tx = _searching_in_warmup_only(1, eta)
     w = jnp.array([1.0, -0.5])
     loss = lambda p: 0.5 * jnp.sum(p**2)
     updates, searched = _step(tx, w, loss, _settled(tx, w, eta, eta))
@@ -911,14 +918,7 @@ def test_a_skipped_step_reports_no_trials_and_a_margin_of_inf_after_a_search():
 def test_warmup_boundary_is_count_below_warmup_searches():
     """warmup_searches = 3, L_max huge, averages equal (r = 1): steps 1-3 search, then none."""
     eta = 0.25
-    tx = _sgd_search(
-        adaptive_search_frequency=True,
-        warmup_searches=3,
-        max_search_interval=10**9,
-        smoothing=0.0,
-        increase_factor=1.0,
-        initial_learning_rate=eta,
-    )
+    tx = _searching_in_warmup_only(3, eta)
     w = jnp.array([1.0, -0.5])
     # 0.5 * f is accepted at eta = 1/4 on every step, so the averages stay at eta.
     loss = lambda p: 0.5 * jnp.sum(p**2)
@@ -926,14 +926,7 @@ def test_warmup_boundary_is_count_below_warmup_searches():
     assert pattern == [True, True, True, False, False, False]
     assert int(_info(state).total_searches) == 3
 
-    tx = _sgd_search(
-        adaptive_search_frequency=True,
-        warmup_searches=0,
-        max_search_interval=10**9,
-        smoothing=0.0,
-        increase_factor=1.0,
-        initial_learning_rate=eta,
-    )
+    tx = _searching_in_warmup_only(0, eta)
     pattern, _ = _searched_pattern(tx, _settled(tx, w, eta, eta), 2, loss, w)
     assert pattern == [False, False]
 

@@ -101,7 +101,8 @@ def step_profile(model: str, variant: str, batch_size: int) -> dict[str, Any]:
     spec = MODELS[model]()
     batches, _ = make_batches(spec, batch_size, 1)
     runner = JaxRunner(variant, VARIANTS[variant].make(), spec, batches)
-    hlo = runner.train_step.lower(runner.state, batches[0]).compile().as_text()
+    runner.compile()
+    hlo = runner.compiled.as_text()
     params = nnx.state(spec.make_model(nnx.Rngs(0)), nnx.Param)
     # The smallest weight matrix or kernel: smaller leaves (biases, scales) count as small.
     leaf_size = min(x.size for x in jax.tree.leaves(params) if x.ndim >= 2)

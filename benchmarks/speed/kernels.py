@@ -70,10 +70,9 @@ def profile(model: str, variant: str, batch_size: int, warmup: int, steps: int, 
     host_batches, _ = make_batches(spec, batch_size, 4)
     batches = [models.jax_input(b) for b in host_batches]
     runner = JaxRunner(variant, VARIANTS[variant].make(), spec, batches)
-    if hlo is not None:
-        text = runner.train_step.lower(runner.state, batches[0]).compile().as_text()
-        (hlo / f"{model}_{variant}.hlo.txt").write_text(text)
     runner.compile()
+    if hlo is not None:
+        (hlo / f"{model}_{variant}.hlo.txt").write_text(runner.compiled.as_text())
     for _ in range(warmup):
         runner.step()
     with tempfile.TemporaryDirectory() as log_dir:

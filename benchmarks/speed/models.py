@@ -168,7 +168,8 @@ def transformer(dim: int = 64, depth: int = 2) -> SpeedModel:
 
 
 def resnet50() -> SpeedModel:
-    """ResNet-50 (bottleneck blocks, 25.5 M parameters) with the CIFAR stem, on 28×28 images."""
+    """ResNet-50 (bottleneck blocks; 23.5 M parameters with 10 classes) with the CIFAR stem, on
+    28×28 images."""
     from examples.resnet import models
 
     return SpeedModel(

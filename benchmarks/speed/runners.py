@@ -51,15 +51,16 @@ class JaxRunner:
         self.state = jax.tree.map(lambda x: x.copy(), state)
         self.param_bytes = tree_bytes(nnx.state(model, nnx.Param))
         self.opt_state_bytes = tree_bytes(optimizer.opt_state)
+        self.compiled: Any = None  # the step compiled by `compile`, whose HLO the tools read
         self.memory: dict[str, Any] = {}
         self.metrics: list[dict] = []
 
     def compile(self) -> float:
         """Compiles the step ahead of time (the jitted call reuses it); returns seconds."""
         start = time.perf_counter()
-        compiled = self.train_step.lower(self.state, self.batches[0]).compile()
+        self.compiled = self.train_step.lower(self.state, self.batches[0]).compile()
         seconds = time.perf_counter() - start
-        self.memory = compiled_memory(compiled)
+        self.memory = compiled_memory(self.compiled)
         return seconds
 
     def step(self) -> None:
