@@ -10,6 +10,7 @@ from salsa_optax._src import armijo, search_frequency
 from salsa_optax._src.defaults import SEARCH_DEFAULTS as DEFAULTS
 from salsa_optax._src.defaults import SearchDefaults
 from salsa_optax._src.directions import Directions, incoming_direction
+from salsa_optax._src.packing import pack, unpack
 from salsa_optax._src.validation import (
     all_finite,
     check_hyperparameter,
@@ -857,11 +858,14 @@ def salsa_transformation(
 
         def typed(branch):
             # The branches of lax.switch must return identical types, whatever the
-            # hyper-parameters (given as arrays by inject_hyperparams) promote to.
+            # hyper-parameters (given as arrays by inject_hyperparams) promote to; they return
+            # them packed, one vector per dtype: no copy of each value a branch passes through.
             def run(operand):
                 new_scalars, coefficients, moves = branch(operand)
                 coefficients = tuple(c.astype(dtype) for c in coefficients)
-                return optax.tree.cast_like(new_scalars, scalars), coefficients, jnp.asarray(moves)
+                return pack(
+                    (optax.tree.cast_like(new_scalars, scalars), coefficients, jnp.asarray(moves))
+                )
 
             return run
 
@@ -883,8 +887,9 @@ def salsa_transformation(
         # no selection over the state's fields afterwards.
         branch = jnp.where(finite, jnp.where(searching, 2, skipped), 0)
         branches = [typed(not_finite), typed(skip), typed(search), typed(skip_and_measure)]
-        new_scalars, (search_coef, step_coef), moves = jax.lax.switch(
-            branch, branches if rescales else branches[:3], None
+        returned_like = (scalars, (jnp.zeros((), dtype),) * 2, jnp.asarray(True))
+        new_scalars, (search_coef, step_coef), moves = unpack(
+            jax.lax.switch(branch, branches if rescales else branches[:3], None), returned_like
         )
 
         new_directions = jax.tree.map(
