@@ -109,7 +109,7 @@ ENTRY %main (x: f32[64,64]) -> f32[64,64] {
   %x = f32[64,64]{1,0} parameter(0)
   %f = f32[64,64]{1,0} fusion(%x), kind=kLoop, calls=%y
   %s = f32[] fusion(%x), kind=kLoop, calls=%z
-  %k = (f32[]) conditional(%i, %o, %o), branch_computations={%search, %skip, %search}
+  %k = (f32[]) conditional(%i, %o, %o), branch_computations={%skip, %search, %search}
   ROOT %r = f32[64,64]{1,0} copy(%f)
 }
 """
@@ -117,7 +117,7 @@ ENTRY %main (x: f32[64,64]) -> f32[64,64] {
 
 def test_hlo_counts_follow_the_skipped_branch():
     lines = speed_hlo.executed(_HLO)
-    assert any("copy(%a)" in line for line in lines)  # the second branch: skip
+    assert any("copy(%a)" in line for line in lines)  # the first branch: skip
     assert not any("calls=%x" in line for line in lines)
     counts = speed_hlo.count_kernels(lines, leaf_size=64 * 64)
     assert counts == {

@@ -86,8 +86,13 @@ def test_an_empty_tree_is_all_finite(tree):
 ENTRIES = st.sampled_from([0.0, -1.5, 2.5e-39, 3e38, -3e38, np.inf, -np.inf, np.nan])
 
 
-# all_finite (on this CPU) and both of its ways, each called on a list of leaves.
-CHECKS = [all_finite, validation._finite_by_sums, validation._finite_at_once]
+# all_finite (on this CPU) and each of its ways, each called on a list of leaves.
+CHECKS = [
+    all_finite,
+    validation._finite_by_sums,
+    validation._finite_at_once,
+    validation._finite_concatenated,
+]
 
 
 @pytest.mark.parametrize("check", CHECKS)
@@ -111,13 +116,20 @@ def test_all_finite_takes_bfloat16_integer_and_scalar_leaves(check):
 
 
 def test_all_finite_sums_on_a_cpu_and_checks_entries_with_no_conditional_elsewhere(monkeypatch):
-    leaves = [jnp.ones(3), jnp.ones((2, 2))]
+    leaves = [jnp.ones(3), jnp.ones((2, 2)), jnp.ones(2, jnp.bfloat16), jnp.ones(1, jnp.bfloat16)]
     on_cpu = str(jax.make_jaxpr(all_finite)(leaves))
     assert "cond" in on_cpu and "concatenate" not in on_cpu
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     jax.clear_caches()  # make_jaxpr would give the CPU's trace again
-    elsewhere = str(jax.make_jaxpr(all_finite)(leaves))
-    assert "cond" not in elsewhere and "concatenate" not in elsewhere
-    assert elsewhere.count("reduce_and") == 3  # one per leaf, one for their verdicts
+    # One accelerator: the leaves of each dtype concatenated, one check per dtype.
+    single = str(jax.make_jaxpr(all_finite)(leaves))
+    assert "cond" not in single and single.count("concatenate") == 2
+    assert single.count("reduce_and") == 3  # float32, bfloat16, and their verdicts
+    # Several: no leaf meets another, whose data may sit on other devices.
+    monkeypatch.setattr(jax, "device_count", lambda: 8)
+    jax.clear_caches()
+    several = str(jax.make_jaxpr(all_finite)(leaves))
+    assert "cond" not in several and "concatenate" not in several
+    assert several.count("reduce_and") == 5  # one per leaf, one for their verdicts
     monkeypatch.undo()
     jax.clear_caches()  # no later trace may reuse the one made as if on a GPU

@@ -7,10 +7,9 @@ Run from the repository root (a minute on one CPU core; nothing is timed)::
 
 For each model and variant it compiles the benchmark's training step (the runners' jitted
 ``examples.common.train_step``, state donated) and counts the instructions the step executes —
-those of the entry computation and, in a conditional, of the branch a skipped step takes (for
-SaLSa's transform, the second of its ``lax.switch``: not finite, skipped, searched and, with the
-rescaling, skipped measuring it;
-the first of a two-way ``lax.cond``, its false branch) — by kind and size:
+those of the entry computation and, in a conditional, of the branch a skipped step takes, its
+first (for SaLSa's transform, the first of its ``lax.switch``: skipped, searched and, with the
+rescaling, skipped measuring it; of a ``lax.cond``, its false branch) — by kind and size:
 kernels writing an array the size of a parameter leaf or more (passes over the parameters),
 smaller ones (mostly scalar bookkeeping, each a kernel launch of its own), copies, and the
 state's arrays (each one an argument and a result of every call). Writes ``speed_hlo_<backend>.md``
@@ -37,10 +36,6 @@ from benchmarks.speed.runners import JaxRunner
 
 # Instructions that move no data and launch nothing.
 _FREE = ("parameter", "constant", "get-tuple-element", "tuple", "bitcast")
-# The branch a skipped step takes, by the conditional's number of branches: the second of the
-# transform's lax.switch (the one keeping the rescaling where it has four), the false one (first)
-# of a lax.cond.
-SKIPPED_BRANCH = {4: 1, 3: 1, 2: 0}
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%\S+ = (\S+?)(?:\{[^}]*\})? ([\w-]+)\(")
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 
@@ -60,9 +55,9 @@ def computations(hlo: str) -> dict[str, list[str]]:
     return found
 
 
-def executed(hlo: str, branches: dict[int, int] = SKIPPED_BRANCH) -> list[str]:
-    """The entry computation's instructions and, for each conditional of ``n`` branches, those of
-    its ``branches[n]``-th (its first when ``n`` is not a key)."""
+def executed(hlo: str) -> list[str]:
+    """The entry computation's instructions and, for each conditional, those of its first branch
+    (the one a skipped step takes)."""
     module = computations(hlo)
     lines = []
     for line in module["ENTRY"]:
@@ -70,7 +65,7 @@ def executed(hlo: str, branches: dict[int, int] = SKIPPED_BRANCH) -> list[str]:
         called = _BRANCHES.search(line)
         if called and " conditional(" in line:
             names = [b.strip().lstrip("%") for b in called.group(1).split(",")]
-            lines.extend(module[names[branches.get(len(names), 0)]])
+            lines.extend(module[names[0]])
     return lines
 
 

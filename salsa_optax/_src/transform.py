@@ -1,5 +1,6 @@
 """SaLSa as a stateful optax transformation: the smoothed Armijo search and its schedule."""
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -842,7 +843,7 @@ def salsa_transformation(
             factor = directions.step_scale(search_direction, step_direction)
             return new_scalars._replace(step_scale=factor), coefficients, moves
 
-        def not_finite(_):
+        def not_finite():
             # A non-finite value, gradient or update leaves all but the diagnostics.
             info = totals._replace(
                 searched=jnp.asarray(False),
@@ -854,20 +855,19 @@ def salsa_transformation(
                 total_nonfinite_skipped=totals.total_nonfinite_skipped + 1,
             )
             none = jnp.zeros((), dtype)
-            return kept._replace(info=info), (none, none), False
+            return kept._replace(info=info), (none, none), jnp.asarray(False)
+
+        def packed(new_scalars, coefficients, moves):
+            # What the branches of lax.switch return must have identical types, whatever the
+            # hyper-parameters (given as arrays by inject_hyperparams) promote to; packed, one
+            # vector per dtype: no copy of each value a branch passes through.
+            coefficients = tuple(c.astype(dtype) for c in coefficients)
+            return pack(
+                (optax.tree.cast_like(new_scalars, scalars), coefficients, jnp.asarray(moves))
+            )
 
         def typed(branch):
-            # The branches of lax.switch must return identical types, whatever the
-            # hyper-parameters (given as arrays by inject_hyperparams) promote to; they return
-            # them packed, one vector per dtype: no copy of each value a branch passes through.
-            def run(operand):
-                new_scalars, coefficients, moves = branch(operand)
-                coefficients = tuple(c.astype(dtype) for c in coefficients)
-                return pack(
-                    (optax.tree.cast_like(new_scalars, scalars), coefficients, jnp.asarray(moves))
-                )
-
-            return run
+            return lambda operand: packed(*branch(operand))
 
         searching = search_frequency.should_search(
             state.count,
@@ -876,20 +876,23 @@ def salsa_transformation(
             state.learning_rate_slow,
             schedule_config,
         )
-        skipped = 1
+        skipped = 0
         if rescales and (rescale_each_step or noise is None):
-            skipped = 3
+            skipped = 2
         elif rescales:
             # While the loss is noisy the factor changes little between searches; on a loss
             # measured deterministic the factor kept from a search stalls a converging run.
-            skipped = jnp.where((noise.linear_sq > 0) & ~noisy, 3, 1)
-        # Each branch returns the scalar state whole: the steps a branch leaves unchanged cost
-        # no selection over the state's fields afterwards.
-        branch = jnp.where(finite, jnp.where(searching, 2, skipped), 0)
-        branches = [typed(not_finite), typed(skip), typed(search), typed(skip_and_measure)]
-        returned_like = (scalars, (jnp.zeros((), dtype),) * 2, jnp.asarray(True))
+            skipped = jnp.where((noise.linear_sq > 0) & ~noisy, 2, 0)
+        # A step that is not finite takes the plain skipped branch, whose results the selection
+        # below replaces: each of the state's scalars is then written by a selection, a kernel
+        # XLA can fuse with its siblings, where a value unpacked or passed through unchanged
+        # would be a copy of its own (on a GPU, a launch each).
+        branch = jnp.where(finite, jnp.where(searching, 1, skipped), 0)
+        branches = [typed(skip), typed(search), typed(skip_and_measure)]
+        returned = jax.lax.switch(branch, branches if rescales else branches[:2], None)
+        selected = jax.tree.map(partial(jnp.where, finite), returned, packed(*not_finite()))
         new_scalars, (search_coef, step_coef), moves = unpack(
-            jax.lax.switch(branch, branches if rescales else branches[:3], None), returned_like
+            selected, (scalars, (jnp.zeros((), dtype),) * 2, jnp.asarray(True))
         )
 
         new_directions = jax.tree.map(

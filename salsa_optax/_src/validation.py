@@ -136,8 +136,9 @@ def value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]) ->
 def all_finite(tree: Any) -> jax.Array:
     """Whether every entry of every leaf of ``tree`` is finite (a traced boolean).
 
-    On a CPU it sums each leaf and checks each entry only where a sum is not finite; on an
-    accelerator it checks the entries of each leaf, with no conditional (see the two helpers).
+    On a CPU it sums each leaf and checks each entry only where a sum is not finite; on one
+    accelerator it checks the entries of all leaves of one dtype at once; on several, those of
+    each leaf (see the three helpers). Each way is exact.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -151,6 +152,8 @@ def all_finite(tree: Any) -> jax.Array:
         return jnp.asarray(True)
     if jax.default_backend() == "cpu":
         return _finite_by_sums(leaves)
+    if jax.device_count() == 1:
+        return _finite_concatenated(leaves)
     return _finite_at_once(leaves)
 
 
@@ -175,6 +178,17 @@ def _finite_at_once(leaves: list[Any]) -> jax.Array:
     # where XLA may fuse sibling reductions; a leaf is never concatenated with another, which
     # would move the data of parameters sharded over devices.
     return jnp.stack([jnp.isfinite(x).all() for x in leaves]).all()
+
+
+def _finite_concatenated(leaves: list[Any]) -> jax.Array:
+    # With a single device no leaf is sharded, and the leaves of each dtype are checked as one
+    # concatenated vector: one reduction (XLA fuses the concatenation into it, or writes it out
+    # in one pass, which an accelerator's bandwidth makes cheap) instead of a launch per leaf,
+    # the 110 launches of a ResNet-50's finiteness check on a GPU.
+    by_dtype: dict[Any, list[Any]] = {}
+    for x in leaves:
+        by_dtype.setdefault(jnp.result_type(x), []).append(jnp.ravel(x))
+    return jnp.stack([jnp.isfinite(jnp.concatenate(xs)).all() for xs in by_dtype.values()]).all()
 
 
 def split_loss_and_aux(output: Any, transform: str, expects_aux: bool) -> tuple[jax.Array, Any]:
