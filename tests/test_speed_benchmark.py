@@ -6,6 +6,7 @@ import pathlib
 import pytest
 
 from benchmarks import speed
+from benchmarks.speed import breakdown
 from benchmarks.speed import hlo as speed_hlo
 
 
@@ -140,6 +141,33 @@ def test_hlo_profile_of_a_tiny_model_writes_its_table(tmp_path):
     table = [line for line in (tmp_path / "speed_hlo_cpu.md").read_text().splitlines()
              if line.startswith("| ") and "variant" not in line]  # fmt: skip
     assert len(table) == 2 and "salsa(), skipped steps only" in table[1]
+
+
+def test_breakdown_splits_a_skipped_steps_excess_into_items_and_writes_its_table(tmp_path):
+    (row,) = breakdown.main(
+        ["--models=tiny", "--rounds=2", "--chunk=1", "--pin=no", f"--out={tmp_path}"]
+    )
+    assert sum(row["items_ms"].values()) == pytest.approx(row["excess_ms"])
+    leaves = row["state_leaves"]
+    assert leaves["adam/flat"] == leaves["adam/nnx"] < leaves["salsa_skipped/nnx"]
+    assert all(ms > 0 for ms in row["ms_per_step"].values())
+    table = [line for line in (tmp_path / "speed_breakdown_cpu.md").read_text().splitlines()
+             if line.startswith("| MLP")]  # fmt: skip
+    assert len(table) == 1
+
+
+def test_breakdowns_finiteness_guard_zeroes_the_updates_unless_all_is_finite():
+    import jax.numpy as jnp
+
+    guard = breakdown.finiteness_guard()
+    updates = {"w": jnp.array([1.0, 2.0])}
+    kept, _ = guard.update(updates, guard.init(updates), value=jnp.float32(1), grad=updates)
+    assert kept["w"].tolist() == [1.0, 2.0]
+    bad = {"w": jnp.array([1.0, jnp.nan])}
+    zeroed, _ = guard.update(updates, guard.init(updates), value=jnp.float32(1), grad=bad)
+    assert zeroed["w"].tolist() == [0.0, 0.0]
+    zeroed, _ = guard.update(updates, guard.init(updates), value=jnp.float32(jnp.inf), grad=updates)
+    assert zeroed["w"].tolist() == [0.0, 0.0]
 
 
 def test_kernel_summary_counts_only_device_events_per_step():
