@@ -15,8 +15,9 @@ in one process:
   the ``nnx`` state inside its trace): each leaf then costs only the runtime's handling of a
   buffer;
 - ``adam`` followed by a finiteness guard, with the state as a flat list: SaLSa's check of the
-  value, gradient and updates (:func:`salsa_optax._src.validation.all_finite`), the update
-  zeroed where it fails.
+  value and gradient (:func:`salsa_optax._src.validation.all_finite`; SaLSa also checks its
+  incoming updates, which are the gradient itself in this step), the update zeroed where it
+  fails.
 
 From the medians it splits what a skipped step costs beyond Adam's into the state's extra leaves
 in the harness, the finiteness check, and the rest (the conditional and its scalar bookkeeping,
@@ -55,11 +56,11 @@ TIMED = (
 
 
 def finiteness_guard() -> optax.GradientTransformationExtraArgs:
-    """Zeroes the updates unless the value, gradient and updates are all finite, as SaLSa does."""
+    """Zeroes the updates unless the value and gradient are finite, as SaLSa does."""
 
     def update_fn(updates, state, params=None, *, value=None, grad=None, **extra_args):
         del params, extra_args
-        finite = all_finite((value, grad, updates))
+        finite = all_finite((value, grad))
         return jax.tree.map(lambda u: jnp.where(finite, u, 0), updates), state
 
     return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update_fn)
