@@ -117,19 +117,21 @@ def test_all_finite_takes_bfloat16_integer_and_scalar_leaves(check):
 
 def test_all_finite_sums_on_a_cpu_and_checks_entries_with_no_conditional_elsewhere(monkeypatch):
     leaves = [jnp.ones(3), jnp.ones((2, 2)), jnp.ones(2, jnp.bfloat16), jnp.ones(1, jnp.bfloat16)]
-    on_cpu = str(jax.make_jaxpr(all_finite)(leaves))
+
+    def traced():
+        # A new function each time: a fresh trace under the patched backend, with no cache of
+        # JAX's cleared (a test that counts compilations may run in between).
+        return str(jax.make_jaxpr(lambda x: all_finite(x))(leaves))
+
+    on_cpu = traced()
     assert "cond" in on_cpu and "concatenate" not in on_cpu
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    jax.clear_caches()  # make_jaxpr would give the CPU's trace again
     # One accelerator: the leaves of each dtype concatenated, one check per dtype.
-    single = str(jax.make_jaxpr(all_finite)(leaves))
+    single = traced()
     assert "cond" not in single and single.count("concatenate") == 2
     assert single.count("reduce_and") == 3  # float32, bfloat16, and their verdicts
     # Several: no leaf meets another, whose data may sit on other devices.
     monkeypatch.setattr(jax, "device_count", lambda: 8)
-    jax.clear_caches()
-    several = str(jax.make_jaxpr(all_finite)(leaves))
+    several = traced()
     assert "cond" not in several and "concatenate" not in several
     assert several.count("reduce_and") == 5  # one per leaf, one for their verdicts
-    monkeypatch.undo()
-    jax.clear_caches()  # no later trace may reuse the one made as if on a GPU
