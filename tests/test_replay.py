@@ -55,8 +55,11 @@ def _replay(path):
     tx = _optimizer(hp)
     x_all, y_all = jnp.asarray(data["X"]), jnp.asarray(data["y"])
 
+    traces = []
+
     @jax.jit
     def step(params, state, rows):
+        traces.append(rows.shape)  # runs once per trace, not per call
         x, y = x_all[rows], y_all[rows]
         value, grad = jax.value_and_grad(loss_fn)(params, x, y)
         updates, state = tx.update(
@@ -106,7 +109,7 @@ def _replay(path):
         if k in hp["snapshot_steps"]:
             snapshots[k] = {p: np.asarray(params[p]) for p in names}
     final_loss = loss_fn(params, x_all, y_all)
-    return data, hp, {k: np.stack(v) for k, v in ours.items()}, snapshots, final_loss, step
+    return data, hp, {k: np.stack(v) for k, v in ours.items()}, snapshots, final_loss, len(traces)
 
 
 @pytest.fixture(scope="module", params=FILES)
@@ -165,5 +168,7 @@ def test_replay_parameters_to_1e9(replay):
 
 
 def test_replay_compiles_once(replay):
-    *_, step = replay
-    assert step._cache_size() == 1
+    # Counted as traces of the step. The step's C++ cache size (`_cache_size()`) read 0 after
+    # some sequences of other test files in the same process, with the step traced once.
+    *_, traces = replay
+    assert traces == 1
