@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,3 +50,11 @@ def test_unpack_reads_values_packed_under_jit_against_a_tree_of_other_values():
     new = {"count": jnp.int32(5), "rates": jnp.array([0.25, 4.0]), "flag": jnp.bool_(True)}
     back = jax.jit(lambda tree: unpack(pack(tree), like))(new)
     assert back["count"] == 5 and back["rates"].tolist() == [0.25, 4.0] and bool(back["flag"])
+
+
+def test_unpack_refuses_vectors_that_do_not_match_the_dtypes_of_like():
+    like = {"count": jnp.int32(0), "rates": jnp.zeros(2)}
+    with pytest.raises(ValueError):
+        unpack(pack(like)[:1], like)  # the float vector missing
+    with pytest.raises(ValueError):
+        unpack((*pack(like), jnp.zeros(1)), like)  # one vector too many
