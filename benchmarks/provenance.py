@@ -1,6 +1,7 @@
 """Where a result comes from: the git commit and the command, with no path local to one machine."""
 
 import functools
+import json
 import os
 import pathlib
 import subprocess
@@ -58,3 +59,19 @@ def _relative(word: str) -> str:
         return word
     path = pathlib.Path(word).resolve()
     return str(path.relative_to(REPOSITORY)) if path.is_relative_to(REPOSITORY) else word
+
+
+def write_rows(
+    out: str | os.PathLike, name: str, env: dict, rows: list, markdown: str | None = None
+) -> list[pathlib.Path]:
+    """Writes ``{"environment": env, "rows": rows}`` to ``out/name.json`` (and ``markdown`` to
+    ``out/name.md``); returns the paths written."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps({"environment": env, "rows": rows}, indent=1) + "\n")
+    paths = [path]
+    if markdown is not None:
+        paths.append(out / f"{name}.md")
+        paths[-1].write_text(markdown)
+    return paths

@@ -26,8 +26,6 @@ the harness. Writes ``speed_breakdown_<backend>.{md,json}`` to ``--out``.
 """
 
 import argparse
-import json
-import pathlib
 import statistics
 import sys
 import time
@@ -197,14 +195,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         rows.append(row)
     env = environment() | {"threads": threads}
     env["command"] = provenance.command_line("python -m benchmarks.speed.breakdown", argv)
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"speed_breakdown_{env['backend']}"
-    stem.with_suffix(".json").write_text(
-        json.dumps({"environment": env, "rows": rows}, indent=1) + "\n"
-    )
-    stem.with_suffix(".md").write_text(markdown(rows, env))
-    print(f"[speed.breakdown] wrote {stem}.json, {stem}.md")
+    name = f"speed_breakdown_{env['backend']}"
+    paths = provenance.write_rows(args.out, name, env, rows, markdown(rows, env))
+    print(f"[speed.breakdown] wrote {', '.join(map(str, paths))}")
     return rows
 
 

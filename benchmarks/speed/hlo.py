@@ -17,9 +17,7 @@ and ``.json`` to ``--out`` (``benchmarks/results``).
 """
 
 import argparse
-import json
 import math
-import pathlib
 import re
 import sys
 from collections.abc import Sequence
@@ -154,14 +152,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         print(row)
     env = environment()
     env["command"] = provenance.command_line("python -m benchmarks.speed.hlo", argv)
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"speed_hlo_{env['backend']}"
-    stem.with_suffix(".json").write_text(
-        json.dumps({"environment": env, "rows": rows}, indent=1) + "\n"
-    )
-    stem.with_suffix(".md").write_text(markdown(rows, env))
-    print(f"[speed.hlo] wrote {stem}.md, {stem}.json")
+    name = f"speed_hlo_{env['backend']}"
+    paths = provenance.write_rows(args.out, name, env, rows, markdown(rows, env))
+    print(f"[speed.hlo] wrote {', '.join(map(str, paths))}")
     return rows
 
 

@@ -133,8 +133,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             rows.append(row)
     env = environment()
     env["command"] = provenance.command_line("python -m benchmarks.speed.kernels", argv)
-    path = out / f"speed_kernels_{env['backend']}.json"
-    path.write_text(json.dumps({"environment": env, "rows": rows}, indent=1) + "\n")
+    (path,) = provenance.write_rows(out, f"speed_kernels_{env['backend']}", env, rows)
     print(f"[speed.kernels] wrote {path}")
     return rows
 
