@@ -32,7 +32,13 @@ from salsa_optax._src.schedules import (
     refine_schedule,
     refined_schedule,
 )
-from salsa_optax._src.transform import DistanceState, SalsaInfo, ScaleBySalsaState, scale_by_salsa
+from salsa_optax._src.transform import (
+    DistanceState,
+    SalsaInfo,
+    SalsaScalars,
+    ScaleBySalsaState,
+    scale_by_salsa,
+)
 
 __version__ = "0.5.0"
 
@@ -47,6 +53,7 @@ __all__ = [
     "LayerwiseCurvatureInfo",
     "RecordGradNormState",
     "SalsaInfo",
+    "SalsaScalars",
     "ScaleByEGStepSizeState",
     "ScaleByLayerwiseCurvatureState",
     "ScaleBySalsaState",

@@ -85,18 +85,18 @@ def _skipped_step(tx, noisy=False):
         params, state, _ = step(params, state)
     # A settled step size (fast and slow averages equal) and a search just made: the schedule
     # skips the next step.
-    state = state._replace(
+    state = optax.tree.set(
+        state,
         learning_rate_fast=state.learning_rate,
         learning_rate_slow=state.learning_rate,
         steps_since_search=jnp.zeros_like(state.steps_since_search),
     )
     if noisy:  # residuals 100 times the linear change, none pending
         one = jnp.ones_like(state.noise.residual_sq)
-        state = state._replace(
-            noise=state.noise._replace(
-                pending=jnp.asarray(False), residual_sq=one, linear_sq=1e-4 * one
-            )
+        noise = state.noise._replace(
+            pending=jnp.asarray(False), residual_sq=one, linear_sq=1e-4 * one
         )
+        state = optax.tree.set(state, noise=noise)
     grads = jax.grad(MLP.loss)(params, MLP.x, MLP.y)
     new_params, new_state, _ = step(params, state)
     assert not bool(new_state.info.searched)

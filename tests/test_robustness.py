@@ -368,11 +368,10 @@ def test_running_totals_stay_exact_past_float32s_integers():
     w = jnp.array([1.0])
     start = 2**24 + 1
     state = tx.init(w)
-    state = state._replace(
-        info=state.info._replace(
-            total_evaluations=jnp.int32(start), total_backtracks=jnp.int32(start + 1)
-        )
+    info = state.info._replace(
+        total_evaluations=jnp.int32(start), total_backtracks=jnp.int32(start + 1)
     )
+    state = optax.tree.set(state, info=info)
     loss = lambda p: jnp.sum(p**2)
     value, grad = jax.value_and_grad(loss)(w)
     _, state = tx.update(grad, state, w, value=value, grad=grad, value_fn=loss)

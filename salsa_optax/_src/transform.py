@@ -11,7 +11,7 @@ from salsa_optax._src import armijo, search_frequency
 from salsa_optax._src.defaults import SEARCH_DEFAULTS as DEFAULTS
 from salsa_optax._src.defaults import SearchDefaults
 from salsa_optax._src.directions import Directions, incoming_direction
-from salsa_optax._src.packing import pack, unpack
+from salsa_optax._src.packing import Packed, pack, unpack
 from salsa_optax._src.validation import (
     all_finite,
     check_hyperparameter,
@@ -81,13 +81,13 @@ class SalsaInfo(NamedTuple):
 
 
 class DistanceState(NamedTuple):
-    r"""Where each parameter leaf started, for ``multiplier_distance`` and ``rescale_distance``.
+    r"""How far each parameter leaf has moved from its start, for ``multiplier_distance`` and
+    ``rescale_distance`` (the start itself is :attr:`ScaleBySalsaState.initial_params`).
 
-    The per-leaf quantities are vectors with one entry per leaf of the parameters, in the order
-    of ``jax.tree.leaves(params)``: one array each, however many leaves the model has.
+    Each attribute is a vector with one entry per leaf of the parameters, in the order of
+    ``jax.tree.leaves(params)``: one array each, however many leaves the model has.
 
     Attributes:
-      initial_params: the parameters given to ``init``.
       radial_sum: per leaf, the sum over searches of :math:`n \cos^2(g, w)` (``n`` its size).
       radial_count: per leaf, the searches that measured it (those with :math:`g, w \ne 0`),
         int32. A leaf whose mean is below ``SCALE_INVARIANCE_LEVEL`` is scale-invariant; while
@@ -98,7 +98,6 @@ class DistanceState(NamedTuple):
         the step direction's rescaling its steps take, as of the last search; else ``None``.
     """
 
-    initial_params: Any
     radial_sum: Any
     radial_count: Any
     multipliers: Any
@@ -223,8 +222,8 @@ def _predicted_noise(
     )
 
 
-class ScaleBySalsaState(NamedTuple):
-    """State of a SaLSa transform.
+class SalsaScalars(NamedTuple):
+    """The small arrays of a SaLSa transform's state (:attr:`ScaleBySalsaState.scalars`).
 
     Attributes:
       count: steps taken (skipped non-finite and non-descent steps excluded), int32.
@@ -236,10 +235,6 @@ class ScaleBySalsaState(NamedTuple):
       steps_since_search: steps since the last search, int32.
       step_scale: with a direction that rescales its step (:attr:`Directions.step_scale`), the
         factor of the last step that measured it (1 before the first); else ``None``.
-      directions: state of the direction (Adam moments for the full optimizer).
-      aux: with ``aux_like``, the auxiliary output of ``value_fn`` at the accepted trial (on a step
-        without a search, the ``aux`` given to ``update``, or the previous one); else ``None``.
-      distance: with ``multiplier_distance``, a :class:`DistanceState`; else ``None``.
       noise: with ``multiplier_noise``, a :class:`NoiseState`; else ``None``.
       info: :class:`SalsaInfo`.
     """
@@ -252,11 +247,60 @@ class ScaleBySalsaState(NamedTuple):
     learning_rate_slow: jax.Array  # float
     steps_since_search: jax.Array  # int32
     step_scale: Any
-    directions: Any
-    aux: Any
-    distance: Any
     noise: Any
     info: SalsaInfo
+
+
+class ScaleBySalsaState(NamedTuple):
+    """State of a SaLSa transform.
+
+    Its scalars (:class:`SalsaScalars`: the step size, the running averages, the noise
+    measurement, the diagnostics) are stored packed, one vector per dtype
+    (:class:`~salsa_optax._src.packing.Packed`), so that a jitted step passes three arrays for
+    them rather than one each; they read as attributes of the state all the same
+    (``state.learning_rate``, ``state.info.total_searches``, ``optax.tree.get(state,
+    "learning_rate")``). ``optax.tree.set`` sets the fields of :class:`SalsaScalars` and
+    replaces ``info`` or ``noise`` whole; a field of those is set with ``_replace``:
+    ``state._replace(scalars=state.scalars._replace(info=state.info._replace(...)))``.
+
+    Attributes:
+      scalars: :class:`SalsaScalars`, packed; each of its fields is also an attribute of the
+        state.
+      distance: with ``multiplier_distance`` or ``rescale_distance``, a :class:`DistanceState`
+        (vectors with one entry per parameter leaf); else ``None``.
+      directions: state of the direction (Adam moments for the full optimizer).
+      initial_params: with ``multiplier_distance`` or ``rescale_distance``, the parameters given
+        to ``init``; else ``None``.
+      aux: with ``aux_like``, the auxiliary output of ``value_fn`` at the accepted trial (on a step
+        without a search, the ``aux`` given to ``update``, or the previous one); else ``None``.
+
+    Examples:
+      >>> import salsa_optax
+      >>> state = salsa_optax.salsa().init({"w": jnp.zeros(3)})
+      >>> float(state.learning_rate), int(state.info.total_searches), len(jax.tree.leaves(state))
+      (1.0, 0, 10)
+    """
+
+    scalars: Any
+    distance: Any
+    directions: Any
+    initial_params: Any
+    aux: Any
+
+    def __getattr__(self, name: str) -> Any:
+        if name in SalsaScalars._fields:
+            return getattr(self.scalars, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    @property
+    def count(self) -> jax.Array:
+        """:attr:`SalsaScalars.count` (a property: tuple's ``count`` method would shadow it)."""
+        return self.scalars.count
+
+    def unpacked(self) -> "ScaleBySalsaState":
+        """The state with :attr:`scalars` as a :class:`SalsaScalars`, an array per field: to map
+        over, compare or print its fields by name. (Set a field with ``optax.tree.set``.)"""
+        return self._replace(scalars=self.scalars.unpacked())
 
 
 def _scalar_dtype(params: optax.Params) -> jnp.dtype:
@@ -572,10 +616,10 @@ def salsa_transformation(
 
     def init_fn(params: optax.Params) -> ScaleBySalsaState:
         dtype = _scalar_dtype(params)
-        # A fresh buffer per field: a state whose leaves share one buffer cannot be donated.
         zero = lambda: jnp.zeros((), dtype)
         count = lambda: jnp.zeros((), jnp.int32)
-        return ScaleBySalsaState(
+        num_leaves = len(jax.tree.leaves(params))
+        scalars = SalsaScalars(
             count=count(),
             learning_rate=jnp.asarray(initial_learning_rate, dtype),
             avg_decrease=zero(),
@@ -584,19 +628,6 @@ def salsa_transformation(
             learning_rate_slow=jnp.asarray(search_frequency.INITIAL_AVERAGE, dtype),
             steps_since_search=count(),
             step_scale=jnp.ones((), dtype) if rescales else None,
-            directions=directions.init(params),
-            aux=None if aux_like is None else _zeros_like_aux(aux_like),
-            distance=None
-            if not tracks_distance
-            else DistanceState(
-                initial_params=jax.tree.map(jnp.array, params),
-                radial_sum=jnp.zeros(len(jax.tree.leaves(params)), dtype),
-                radial_count=jnp.zeros(len(jax.tree.leaves(params)), jnp.int32),
-                multipliers=jnp.ones(len(jax.tree.leaves(params)), dtype),
-                rescale_exponents=jnp.zeros(len(jax.tree.leaves(params)), dtype)
-                if per_leaf_rescaling
-                else None,
-            ),
             noise=None
             if multiplier_noise is None
             else NoiseState(jnp.asarray(False), zero(), zero(), zero(), zero()),
@@ -615,6 +646,21 @@ def salsa_transformation(
                 total_nondescent_skipped=count(),
                 total_value_mismatches=count(),
             ),
+        )
+        return ScaleBySalsaState(
+            scalars=Packed.of(scalars),
+            distance=None
+            if not tracks_distance
+            else DistanceState(
+                radial_sum=jnp.zeros(num_leaves, dtype),
+                radial_count=jnp.zeros(num_leaves, jnp.int32),
+                multipliers=jnp.ones(num_leaves, dtype),
+                rescale_exponents=jnp.zeros(num_leaves, dtype) if per_leaf_rescaling else None,
+            ),
+            directions=directions.init(params),
+            # A fresh buffer: a state whose leaves share one buffer cannot be donated.
+            initial_params=jax.tree.map(jnp.array, params) if tracks_distance else None,
+            aux=None if aux_like is None else _zeros_like_aux(aux_like),
         )
 
     def update_fn(
@@ -640,25 +686,26 @@ def salsa_transformation(
             _check_aux(trial_aux, aux_like, name)
             return loss, trial_aux
 
-        dtype = state.learning_rate.dtype
+        s = state.scalars.unpacked()
+        dtype = s.learning_rate.dtype
         value = jnp.asarray(value).astype(dtype)
         finite = all_finite((value, grad, updates))
-        directions_state = directions.accumulate(updates, state.directions, state.count)
+        directions_state = directions.accumulate(updates, state.directions, s.count)
         growth = increase_factor
         if warm_start_factor is not None:
             # Until a search first rejects a trial, the step size grows from its small start.
-            warming = state.info.total_backtracks == 0
+            warming = s.info.total_backtracks == 0
             growth = jnp.where(warming, warm_start_factor, increase_factor)
-        proposal = jnp.minimum(state.learning_rate * growth, cap)
-        decay_rate = 0.0 if no_weight_decay else -weight_decay * state.learning_rate
+        proposal = jnp.minimum(s.learning_rate * growth, cap)
+        decay_rate = 0.0 if no_weight_decay else -weight_decay * s.learning_rate
         current_aux = state.aux
         if aux_like is not None and aux is not None:
             _check_aux(aux, aux_like, name)
             current_aux = aux
 
         noise, noisy = None, True
-        if state.noise is not None:
-            noise = _measure_noise(state.noise, value, finite)
+        if s.noise is not None:
+            noise = _measure_noise(s.noise, value, finite)
             noisy = _noisy(noise, multiplier_noise)
         shared = shared_multiplier if noise is None else jnp.where(noisy, shared_multiplier, 1.0)
 
@@ -674,12 +721,10 @@ def salsa_transformation(
                 return shared
             return jnp.max(gated(distance_state.multipliers))
 
-        # The branches of lax.switch carry no parameter-sized state.
-        distance = None if state.distance is None else state.distance._replace(initial_params=None)
-        scalars = state._replace(directions=None, aux=current_aux, distance=distance, noise=noise)
+        distance = state.distance
         # What a step that does not move returns, with its diagnostics.
-        kept = state._replace(directions=None, distance=distance, noise=noise)
-        totals = state.info
+        scalars = s._replace(noise=noise)
+        totals = s.info
 
         # The branches below return scalars only: the parameter-sized update is formed once,
         # outside, where XLA fuses it with the direction's own element-wise work.
@@ -687,12 +732,12 @@ def salsa_transformation(
             # The directions again, from the step's inputs: what a branch reads is materialised
             # before lax.switch on every step, and a skipped step would pay for writing them.
             search_direction, step_direction, _ = directions.update(
-                updates, state.directions, state.count
+                updates, state.directions, s.count
             )
             start = params if no_weight_decay else optax.tree.add_scale(params, decay_rate, params)
             slope = -optax.tree.real(optax.tree.vdot(grad, search_direction)).astype(dtype)
             descent = jnp.isfinite(slope) & (slope > 0)
-            avg_slope = smoothing * state.avg_slope + (1 - smoothing) * slope
+            avg_slope = smoothing * s.avg_slope + (1 - smoothing) * slope
 
             def loss_at(step_size):
                 trial = optax.tree.add_scale(start, step_size, search_direction)
@@ -701,9 +746,9 @@ def salsa_transformation(
             result = armijo.backtracking_search(
                 loss_at,
                 value,
-                state.avg_decrease,
+                s.avg_decrease,
                 avg_slope,
-                state.learning_rate,
+                s.learning_rate,
                 proposal,
                 armijo_config,
                 descent=descent,
@@ -721,12 +766,12 @@ def salsa_transformation(
             if growth_margin is not None:
                 step_size = _grown_by_margin(step_size, result, growth_margin, cap)
             fast, slow = search_frequency.update_averages(
-                state.learning_rate_fast, state.learning_rate_slow, step_size
+                s.learning_rate_fast, s.learning_rate_slow, step_size
             )
             taken = result.step_taken * shared
             new_distance = distance
             if tracks_distance:
-                relative = _relative_distances(params, state.distance.initial_params, dtype)
+                relative = _relative_distances(params, state.initial_params, dtype)
             if per_leaf:
                 alignment, measured = _radial_alignment(grad, params, dtype)
                 radial_sum = distance.radial_sum + alignment
@@ -784,10 +829,8 @@ def salsa_transformation(
                 avg_slope=avg_slope,
                 learning_rate_fast=fast,
                 learning_rate_slow=slow,
-                steps_since_search=jnp.zeros_like(state.steps_since_search),
+                steps_since_search=jnp.zeros_like(s.steps_since_search),
                 step_scale=measured_scale,
-                aux=result.aux,
-                distance=new_distance,
                 noise=new_noise,
                 info=totals._replace(
                     searched=jnp.asarray(True),
@@ -810,17 +853,21 @@ def salsa_transformation(
             coefficients = (none, taken) if searched_step_along_step_direction else (taken, none)
             # A direction that is not a descent direction leaves all but the diagnostics.
             moves = result.outcome != armijo.NON_DESCENT
-            new_scalars = jax.tree.map(
+            new_scalars, new_distance, new_aux = jax.tree.map(
                 lambda new, old: jnp.where(moves, new, old),
-                new_scalars._replace(count=optax.safe_increment(state.count)),
-                kept._replace(info=new_scalars.info),
+                (
+                    new_scalars._replace(count=optax.safe_increment(s.count)),
+                    new_distance,
+                    result.aux,
+                ),
+                (scalars._replace(info=new_scalars.info), distance, state.aux),
             )
-            return new_scalars, coefficients, moves
+            return new_scalars, new_distance, new_aux, coefficients, moves
 
         def skip(_):
             step = proposal * shared
             new_scalars = scalars._replace(
-                steps_since_search=state.steps_since_search + 1,
+                steps_since_search=s.steps_since_search + 1,
                 info=totals._replace(
                     searched=jnp.asarray(False),
                     search_outcome=jnp.asarray(armijo.SKIPPED, jnp.int32),
@@ -829,19 +876,19 @@ def salsa_transformation(
                     step_size=proposal * largest_multiplier(distance),
                     armijo_margin=jnp.full_like(totals.armijo_margin, jnp.inf),
                 ),
-                count=optax.safe_increment(state.count),
+                count=optax.safe_increment(s.count),
             )
-            return new_scalars, (jnp.zeros_like(step), step), True
+            return new_scalars, distance, current_aux, (jnp.zeros_like(step), step), True
 
         def skip_and_measure(operand):
             # A skipped step that measures the rescaling of its own directions, formed here as
             # in the search branch.
-            new_scalars, coefficients, moves = skip(operand)
+            new_scalars, *others = skip(operand)
             search_direction, step_direction, _ = directions.update(
-                updates, state.directions, state.count
+                updates, state.directions, s.count
             )
             factor = directions.step_scale(search_direction, step_direction)
-            return new_scalars._replace(step_scale=factor), coefficients, moves
+            return new_scalars._replace(step_scale=factor), *others
 
         def not_finite():
             # A non-finite value, gradient or update leaves all but the diagnostics.
@@ -855,25 +902,30 @@ def salsa_transformation(
                 total_nonfinite_skipped=totals.total_nonfinite_skipped + 1,
             )
             none = jnp.zeros((), dtype)
-            return kept._replace(info=info), (none, none), jnp.asarray(False)
+            return scalars._replace(info=info), distance, state.aux, (none, none), False
 
-        def packed(new_scalars, coefficients, moves):
+        def packed(new_scalars, new_distance, new_aux, coefficients, moves):
             # What the branches of lax.switch return must have identical types, whatever the
             # hyper-parameters (given as arrays by inject_hyperparams) promote to; packed, one
-            # vector per dtype: no copy of each value a branch passes through.
+            # vector per dtype: no copy of each value a branch passes through, and the scalars'
+            # vectors are those the new state stores.
             coefficients = tuple(c.astype(dtype) for c in coefficients)
-            return pack(
-                (optax.tree.cast_like(new_scalars, scalars), coefficients, jnp.asarray(moves))
+            return (
+                tuple(Packed.of(optax.tree.cast_like(new_scalars, scalars))),
+                optax.tree.cast_like(new_aux, state.aux),
+                pack(
+                    (optax.tree.cast_like(new_distance, distance), coefficients, jnp.asarray(moves))
+                ),
             )
 
         def typed(branch):
             return lambda operand: packed(*branch(operand))
 
         searching = search_frequency.should_search(
-            state.count,
-            state.steps_since_search,
-            state.learning_rate_fast,
-            state.learning_rate_slow,
+            s.count,
+            s.steps_since_search,
+            s.learning_rate_fast,
+            s.learning_rate_slow,
             schedule_config,
         )
         skipped = 0
@@ -890,9 +942,12 @@ def salsa_transformation(
         branch = jnp.where(finite, jnp.where(searching, 1, skipped), 0)
         branches = [typed(skip), typed(search), typed(skip_and_measure)]
         returned = jax.lax.switch(branch, branches if rescales else branches[:2], None)
-        selected = jax.tree.map(partial(jnp.where, finite), returned, packed(*not_finite()))
-        new_scalars, (search_coef, step_coef), moves = unpack(
-            selected, (scalars, (jnp.zeros((), dtype),) * 2, jnp.asarray(True))
+        vectors, new_aux, step_vectors = jax.tree.map(
+            partial(jnp.where, finite), returned, packed(*not_finite())
+        )
+        new_scalars = Packed(vectors, state.scalars._layout)
+        new_distance, (search_coef, step_coef), moves = unpack(
+            step_vectors, (distance, (jnp.zeros((), dtype),) * 2, jnp.asarray(True))
         )
 
         new_directions = jax.tree.map(
@@ -908,17 +963,17 @@ def salsa_transformation(
         if rescales:
             factor = new_scalars.step_scale
             if per_leaf_rescaling:
-                factor = _leaf_factors(factor, new_scalars.distance.rescale_exponents)
+                factor = _leaf_factors(factor, new_distance.rescale_exponents)
             step_coefs = step_coefs * factor
         if per_leaf:
-            multipliers = gated(new_scalars.distance.multipliers)
+            multipliers = gated(new_distance.multipliers)
             search_coefs, step_coefs = search_coefs * multipliers, step_coefs * multipliers
         # From the state returned (equal to the accumulated one wherever the step moves): the
         # moments are then read once, after they are written, as in optax.adam.
         steps = directions.combine(
             updates,
             new_directions,
-            state.count,
+            s.count,
             treedef.unflatten(list(search_coefs)),
             treedef.unflatten(list(step_coefs)),
         )
@@ -928,11 +983,9 @@ def salsa_transformation(
             return jnp.where(moves, update, 0).astype(p.dtype)
 
         new_updates = jax.tree.map(guarded, params, steps)
-        if tracks_distance:
-            new_scalars = new_scalars._replace(
-                distance=new_scalars.distance._replace(initial_params=state.distance.initial_params)
-            )
-        new_state = new_scalars._replace(directions=new_directions)
+        new_state = state._replace(
+            scalars=new_scalars, distance=new_distance, directions=new_directions, aux=new_aux
+        )
         return new_updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
