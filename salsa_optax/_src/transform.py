@@ -1,6 +1,5 @@
 """SaLSa as a stateful optax transformation: the smoothed Armijo search and its schedule."""
 
-from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -301,6 +300,29 @@ class ScaleBySalsaState(NamedTuple):
         """The state with :attr:`scalars` as a :class:`SalsaScalars`, an array per field: to map
         over, compare or print its fields by name. (Set a field with ``optax.tree.set``.)"""
         return self._replace(scalars=self.scalars.unpacked())
+
+
+class _StepInputs(NamedTuple):
+    """What each branch of a SaLSa step reads from the state's scalars.
+
+    Attributes:
+      scalars: the :class:`SalsaScalars`, with this step's noise measurement.
+      noisy: whether ``multiplier_noise`` finds the loss noisy (``True`` without it).
+      shared: the multiplier every leaf takes (1 where the loss is not noisy).
+      proposal: the step size a step proposes, the stored one grown.
+      decay_rate: the weight decay's coefficient of the parameters in this step's update.
+    """
+
+    scalars: SalsaScalars
+    noisy: Any
+    shared: Any
+    proposal: jax.Array
+    decay_rate: Any
+
+
+# The branches of a step's lax.switch. The skipped step is the first, the one a compiled
+# conditional lays out first (benchmarks/speed/hlo.py reads it as the skipped step's).
+SKIP, SEARCH, NOT_FINITE, SKIP_AND_MEASURE = range(4)
 
 
 def _scalar_dtype(params: optax.Params) -> jnp.dtype:
@@ -686,55 +708,69 @@ def salsa_transformation(
             _check_aux(trial_aux, aux_like, name)
             return loss, trial_aux
 
-        s = state.scalars.unpacked()
-        dtype = s.learning_rate.dtype
+        layout = state.scalars._layout
+        dtype = state.scalars.learning_rate.dtype
         value = jnp.asarray(value).astype(dtype)
         finite = all_finite((value, grad, updates))
-        directions_state = directions.accumulate(updates, state.directions, s.count)
-        growth = increase_factor
-        if warm_start_factor is not None:
-            # Until a search first rejects a trial, the step size grows from its small start.
-            warming = s.info.total_backtracks == 0
-            growth = jnp.where(warming, warm_start_factor, increase_factor)
-        proposal = jnp.minimum(s.learning_rate * growth, cap)
-        decay_rate = 0.0 if no_weight_decay else -weight_decay * s.learning_rate
+        count = state.scalars.count
+        directions_state = directions.accumulate(updates, state.directions, count)
         current_aux = state.aux
         if aux_like is not None and aux is not None:
             _check_aux(aux, aux_like, name)
             current_aux = aux
+        distance = state.distance
 
-        noise, noisy = None, True
-        if s.noise is not None:
-            noise = _measure_noise(s.noise, value, finite)
-            noisy = _noisy(noise, multiplier_noise)
-        shared = shared_multiplier if noise is None else jnp.where(noisy, shared_multiplier, 1.0)
+        def step_inputs(scalar_vectors, step_is_finite):
+            # The state's scalars, unpacked where they are read: each branch of lax.switch below
+            # takes the packed vectors and unpacks them itself, since a scalar unpacked outside
+            # and read inside would be an operand of the switch, a kernel and a buffer of its own.
+            s = Packed(scalar_vectors, layout).unpacked()
+            growth = increase_factor
+            if warm_start_factor is not None:
+                # Until a search first rejects a trial, the step size grows from its small start.
+                warming = s.info.total_backtracks == 0
+                growth = jnp.where(warming, warm_start_factor, increase_factor)
+            noise, noisy = s.noise, True
+            if noise is not None:
+                noise = _measure_noise(noise, value, jnp.asarray(step_is_finite))
+                noisy = _noisy(noise, multiplier_noise)
+            return _StepInputs(
+                scalars=s._replace(noise=noise),
+                noisy=noisy,
+                shared=shared_multiplier
+                if noise is None
+                else jnp.where(noisy, shared_multiplier, 1.0),
+                proposal=jnp.minimum(s.learning_rate * growth, cap),
+                decay_rate=0.0 if no_weight_decay else -weight_decay * s.learning_rate,
+            )
 
-        def gated(multipliers):
+        def gated(multipliers, noisy):
             # Each leaf's multiplier, or 1 where multiplier_noise finds the loss not noisy.
-            if noise is None:
+            if multiplier_noise is None:
                 return multipliers
             return jnp.where(noisy, multipliers, 1).astype(multipliers.dtype)
 
-        def largest_multiplier(distance_state):
+        def largest_multiplier(distance_state, start):
             # What info.step_size reports: the step of the leaf with the largest multiplier.
             if not per_leaf:
-                return shared
-            return jnp.max(gated(distance_state.multipliers))
-
-        distance = state.distance
-        # What a step that does not move returns, with its diagnostics.
-        scalars = s._replace(noise=noise)
-        totals = s.info
+                return start.shared
+            return jnp.max(gated(distance_state.multipliers, start.noisy))
 
         # The branches below return scalars only: the parameter-sized update is formed once,
         # outside, where XLA fuses it with the direction's own element-wise work.
-        def search(_):
+        def search(vectors):
+            inputs = step_inputs(vectors, True)
+            s, totals = inputs.scalars, inputs.scalars.info
             # The directions again, from the step's inputs: what a branch reads is materialised
             # before lax.switch on every step, and a skipped step would pay for writing them.
             search_direction, step_direction, _ = directions.update(
                 updates, state.directions, s.count
             )
-            start = params if no_weight_decay else optax.tree.add_scale(params, decay_rate, params)
+            start = (
+                params
+                if no_weight_decay
+                else optax.tree.add_scale(params, inputs.decay_rate, params)
+            )
             slope = -optax.tree.real(optax.tree.vdot(grad, search_direction)).astype(dtype)
             descent = jnp.isfinite(slope) & (slope > 0)
             avg_slope = smoothing * s.avg_slope + (1 - smoothing) * slope
@@ -749,7 +785,7 @@ def salsa_transformation(
                 s.avg_decrease,
                 avg_slope,
                 s.learning_rate,
-                proposal,
+                inputs.proposal,
                 armijo_config,
                 descent=descent,
                 aux=current_aux,
@@ -768,7 +804,7 @@ def salsa_transformation(
             fast, slow = search_frequency.update_averages(
                 s.learning_rate_fast, s.learning_rate_slow, step_size
             )
-            taken = result.step_taken * shared
+            taken = result.step_taken * inputs.shared
             new_distance = distance
             if tracks_distance:
                 relative = _relative_distances(params, state.initial_params, dtype)
@@ -794,8 +830,8 @@ def salsa_transformation(
             measured_scale = None
             if rescales:
                 measured_scale = directions.step_scale(search_direction, step_direction)
-            new_noise = noise
-            if noise is not None:
+            new_noise = s.noise
+            if new_noise is not None:
                 moved, scale = search_direction, 1.0
                 if searched_step_along_step_direction:
                     moved = step_direction
@@ -807,15 +843,15 @@ def salsa_transformation(
                     lambda g, d: optax.tree.real(optax.tree.vdot(g, d)).astype(dtype), grad, moved
                 )
                 new_noise = _predicted_noise(
-                    noise,
+                    new_noise,
                     leaf_slopes,
-                    gated(new_distance.multipliers) if per_leaf else shared,
+                    gated(new_distance.multipliers, inputs.noisy) if per_leaf else inputs.shared,
                     result,
                     value,
                     slope,
                     0.0
                     if no_weight_decay
-                    else decay_rate * optax.tree.real(optax.tree.vdot(grad, params)),
+                    else inputs.decay_rate * optax.tree.real(optax.tree.vdot(grad, params)),
                     not searched_step_along_step_direction,
                 )
             accepted = (result.outcome == armijo.ACCEPTED) | (
@@ -823,7 +859,23 @@ def salsa_transformation(
             )
             num_evaluations = result.num_evaluations + exhausted.astype(jnp.int32)
             num_backtracks = result.num_evaluations - accepted.astype(jnp.int32)
-            new_scalars = scalars._replace(
+            info = totals._replace(
+                searched=jnp.asarray(True),
+                search_outcome=result.outcome,
+                num_evaluations=num_evaluations,
+                num_backtracks=num_backtracks,
+                step_size=result.step_taken * largest_multiplier(new_distance, inputs),
+                armijo_margin=result.min_margin,
+                total_searches=totals.total_searches + 1,
+                total_evaluations=totals.total_evaluations + num_evaluations,
+                total_backtracks=totals.total_backtracks + num_backtracks,
+                total_exhausted=totals.total_exhausted + exhausted,
+                total_nondescent_skipped=totals.total_nondescent_skipped
+                + (result.outcome == armijo.NON_DESCENT),
+                total_value_mismatches=totals.total_value_mismatches + mismatch,
+            )
+            new_scalars = s._replace(
+                count=optax.safe_increment(s.count),
                 learning_rate=step_size,
                 avg_decrease=result.avg_decrease,
                 avg_slope=avg_slope,
@@ -832,21 +884,7 @@ def salsa_transformation(
                 steps_since_search=jnp.zeros_like(s.steps_since_search),
                 step_scale=measured_scale,
                 noise=new_noise,
-                info=totals._replace(
-                    searched=jnp.asarray(True),
-                    search_outcome=result.outcome,
-                    num_evaluations=num_evaluations,
-                    num_backtracks=num_backtracks,
-                    step_size=result.step_taken * largest_multiplier(new_distance),
-                    armijo_margin=result.min_margin,
-                    total_searches=totals.total_searches + 1,
-                    total_evaluations=totals.total_evaluations + num_evaluations,
-                    total_backtracks=totals.total_backtracks + num_backtracks,
-                    total_exhausted=totals.total_exhausted + exhausted,
-                    total_nondescent_skipped=totals.total_nondescent_skipped
-                    + (result.outcome == armijo.NON_DESCENT),
-                    total_value_mismatches=totals.total_value_mismatches + mismatch,
-                ),
+                info=info,
             )
             none = jnp.zeros_like(taken)
             # (search coefficient, step coefficient) of the update formed outside the branches.
@@ -855,136 +893,149 @@ def salsa_transformation(
             moves = result.outcome != armijo.NON_DESCENT
             new_scalars, new_distance, new_aux = jax.tree.map(
                 lambda new, old: jnp.where(moves, new, old),
-                (
-                    new_scalars._replace(count=optax.safe_increment(s.count)),
-                    new_distance,
-                    result.aux,
-                ),
-                (scalars._replace(info=new_scalars.info), distance, state.aux),
+                (new_scalars, new_distance, result.aux),
+                (s._replace(info=info), distance, state.aux),
             )
             return new_scalars, new_distance, new_aux, coefficients, moves
 
-        def skip(_):
-            step = proposal * shared
-            new_scalars = scalars._replace(
+        def skip(vectors):
+            inputs = step_inputs(vectors, True)
+            s, totals = inputs.scalars, inputs.scalars.info
+            step = inputs.proposal * inputs.shared
+            new_scalars = s._replace(
+                count=optax.safe_increment(s.count),
                 steps_since_search=s.steps_since_search + 1,
                 info=totals._replace(
                     searched=jnp.asarray(False),
                     search_outcome=jnp.asarray(armijo.SKIPPED, jnp.int32),
                     num_evaluations=jnp.zeros_like(totals.num_evaluations),
                     num_backtracks=jnp.zeros_like(totals.num_backtracks),
-                    step_size=proposal * largest_multiplier(distance),
+                    step_size=inputs.proposal * largest_multiplier(distance, inputs),
                     armijo_margin=jnp.full_like(totals.armijo_margin, jnp.inf),
                 ),
-                count=optax.safe_increment(s.count),
             )
             return new_scalars, distance, current_aux, (jnp.zeros_like(step), step), True
 
-        def skip_and_measure(operand):
+        def skip_and_measure(vectors):
             # A skipped step that measures the rescaling of its own directions, formed here as
             # in the search branch.
-            new_scalars, *others = skip(operand)
+            new_scalars, *others = skip(vectors)
             search_direction, step_direction, _ = directions.update(
-                updates, state.directions, s.count
+                updates, state.directions, count
             )
             factor = directions.step_scale(search_direction, step_direction)
             return new_scalars._replace(step_scale=factor), *others
 
-        def not_finite():
+        def not_finite(vectors):
             # A non-finite value, gradient or update leaves all but the diagnostics.
-            info = totals._replace(
+            s = step_inputs(vectors, False).scalars
+            info = s.info._replace(
                 searched=jnp.asarray(False),
                 search_outcome=jnp.asarray(armijo.NON_FINITE, jnp.int32),
-                num_evaluations=jnp.zeros_like(totals.num_evaluations),
-                num_backtracks=jnp.zeros_like(totals.num_backtracks),
-                step_size=jnp.zeros_like(totals.step_size),
-                armijo_margin=jnp.full_like(totals.armijo_margin, jnp.inf),
-                total_nonfinite_skipped=totals.total_nonfinite_skipped + 1,
+                num_evaluations=jnp.zeros_like(s.info.num_evaluations),
+                num_backtracks=jnp.zeros_like(s.info.num_backtracks),
+                step_size=jnp.zeros_like(s.info.step_size),
+                armijo_margin=jnp.full_like(s.info.armijo_margin, jnp.inf),
+                total_nonfinite_skipped=s.info.total_nonfinite_skipped + 1,
             )
             none = jnp.zeros((), dtype)
-            return scalars._replace(info=info), distance, state.aux, (none, none), False
+            return s._replace(info=info), distance, state.aux, (none, none), False
 
-        def packed(new_scalars, new_distance, new_aux, coefficients, moves):
-            # What the branches of lax.switch return must have identical types, whatever the
-            # hyper-parameters (given as arrays by inject_hyperparams) promote to; packed, one
-            # vector per dtype: no copy of each value a branch passes through, and the scalars'
-            # vectors are those the new state stores.
-            coefficients = tuple(c.astype(dtype) for c in coefficients)
-            return (
-                tuple(Packed.of(optax.tree.cast_like(new_scalars, scalars))),
-                optax.tree.cast_like(new_aux, state.aux),
-                pack(
-                    (optax.tree.cast_like(new_distance, distance), coefficients, jnp.asarray(moves))
-                ),
-            )
+        num_leaves = len(jax.tree.leaves(params))
+
+        def leaf_coefficients(search_coef, step_coef, new_scalars, new_distance):
+            # Each leaf's coefficients of the search and step directions: the branch's, times
+            # the rescaling factor it measured or kept (on the step direction) and the leaf's
+            # multiplier, gated by the noise this step measured (whose running means the new
+            # state holds; a step that does not move has no coefficients to gate).
+            search_coefs = jnp.full(num_leaves, search_coef, dtype)
+            step_coefs = jnp.full(num_leaves, step_coef, dtype)
+            if rescales:
+                factor = new_scalars.step_scale
+                if per_leaf_rescaling:
+                    factor = _leaf_factors(factor, new_distance.rescale_exponents)
+                step_coefs = step_coefs * factor
+            if per_leaf:
+                noisy = (
+                    True
+                    if new_scalars.noise is None
+                    else _noisy(new_scalars.noise, multiplier_noise)
+                )
+                multipliers = gated(new_distance.multipliers, noisy)
+                search_coefs, step_coefs = search_coefs * multipliers, step_coefs * multipliers
+            return search_coefs, step_coefs
 
         def typed(branch):
-            return lambda operand: packed(*branch(operand))
+            # What the branches of lax.switch return must have identical types, whatever the
+            # hyper-parameters (given as arrays by inject_hyperparams) promote to; packed, one
+            # vector per dtype: the scalars' vectors are those the new state stores.
+            def packed(vectors):
+                new_scalars, new_distance, new_aux, coefficients, moves = branch(vectors)
+                new_scalars = optax.tree.cast_like(new_scalars, unpacked_scalars)
+                new_distance = optax.tree.cast_like(new_distance, distance)
+                coefficients = leaf_coefficients(*coefficients, new_scalars, new_distance)
+                return (
+                    tuple(Packed.of(new_scalars)),
+                    optax.tree.cast_like(new_aux, state.aux),
+                    pack((new_distance, coefficients, jnp.asarray(moves))),
+                )
 
+            return packed
+
+        # Which branch a step takes, from the scalars unpacked here for it alone: XLA fuses what
+        # reads them into the few kernels that compute the index.
+        current = step_inputs(tuple(state.scalars), True)
+        unpacked_scalars = current.scalars
         searching = search_frequency.should_search(
-            s.count,
-            s.steps_since_search,
-            s.learning_rate_fast,
-            s.learning_rate_slow,
+            unpacked_scalars.count,
+            unpacked_scalars.steps_since_search,
+            unpacked_scalars.learning_rate_fast,
+            unpacked_scalars.learning_rate_slow,
             schedule_config,
         )
-        skipped = 0
-        if rescales and (rescale_each_step or noise is None):
-            skipped = 2
+        skipped = SKIP
+        if rescales and (rescale_each_step or multiplier_noise is None):
+            skipped = SKIP_AND_MEASURE
         elif rescales:
             # While the loss is noisy the factor changes little between searches; on a loss
             # measured deterministic the factor kept from a search stalls a converging run.
-            skipped = jnp.where((noise.linear_sq > 0) & ~noisy, 2, 0)
-        # A step that is not finite takes the plain skipped branch, whose results the selection
-        # below replaces: each of the state's scalars is then written by a selection, a kernel
-        # XLA can fuse with its siblings, where a value unpacked or passed through unchanged
-        # would be a copy of its own (on a GPU, a launch each).
-        branch = jnp.where(finite, jnp.where(searching, 1, skipped), 0)
-        branches = [typed(skip), typed(search), typed(skip_and_measure)]
-        returned = jax.lax.switch(branch, branches if rescales else branches[:2], None)
-        vectors, new_aux, step_vectors = jax.tree.map(
-            partial(jnp.where, finite), returned, packed(*not_finite())
+            measures = (unpacked_scalars.noise.linear_sq > 0) & ~current.noisy
+            skipped = jnp.where(measures, SKIP_AND_MEASURE, SKIP)
+        branch = jnp.where(finite, jnp.where(searching, SEARCH, skipped), NOT_FINITE)
+        branches = [skip, search, not_finite] + ([skip_and_measure] if rescales else [])
+        vectors, new_aux, step_vectors = jax.lax.switch(
+            branch, [typed(b) for b in branches], tuple(state.scalars)
         )
-        new_scalars = Packed(vectors, state.scalars._layout)
-        new_distance, (search_coef, step_coef), moves = unpack(
-            step_vectors, (distance, (jnp.zeros((), dtype),) * 2, jnp.asarray(True))
+        leaf_vector = jnp.zeros(num_leaves, dtype)
+        new_distance, (search_coefs, step_coefs), moves = unpack(
+            step_vectors, (distance, (leaf_vector, leaf_vector), jnp.asarray(True))
         )
-
         new_directions = jax.tree.map(
             lambda new, old: jnp.where(moves, new, old).astype(old.dtype),
             directions_state,
             state.directions,
         )
-        # Each leaf's coefficients of the search and step directions: the branch's, times the
-        # rescaling factor it measured or kept (on the step direction) and the leaf's multiplier.
-        treedef = jax.tree.structure(params)
-        search_coefs = jnp.full(treedef.num_leaves, search_coef)
-        step_coefs = jnp.full(treedef.num_leaves, step_coef)
-        if rescales:
-            factor = new_scalars.step_scale
-            if per_leaf_rescaling:
-                factor = _leaf_factors(factor, new_distance.rescale_exponents)
-            step_coefs = step_coefs * factor
-        if per_leaf:
-            multipliers = gated(new_distance.multipliers)
-            search_coefs, step_coefs = search_coefs * multipliers, step_coefs * multipliers
         # From the state returned (equal to the accumulated one wherever the step moves): the
         # moments are then read once, after they are written, as in optax.adam.
+        treedef = jax.tree.structure(params)
         steps = directions.combine(
             updates,
             new_directions,
-            s.count,
+            count,
             treedef.unflatten(list(search_coefs)),
             treedef.unflatten(list(step_coefs)),
         )
 
         def guarded(p, step):
-            update = step if no_weight_decay else step + decay_rate * p
+            update = step if no_weight_decay else step + current.decay_rate * p
             return jnp.where(moves, update, 0).astype(p.dtype)
 
         new_updates = jax.tree.map(guarded, params, steps)
         new_state = state._replace(
-            scalars=new_scalars, distance=new_distance, directions=new_directions, aux=new_aux
+            scalars=Packed(vectors, layout),
+            distance=new_distance,
+            directions=new_directions,
+            aux=new_aux,
         )
         return new_updates, new_state
 
