@@ -771,7 +771,13 @@ def salsa_transformation(
                 if no_weight_decay
                 else optax.tree.add_scale(params, inputs.decay_rate, params)
             )
-            slope = -optax.tree.real(optax.tree.vdot(grad, search_direction)).astype(dtype)
+            # Per leaf <g, d> of the search direction: the slope, and the noise model's.
+            search_slopes = _per_leaf(
+                lambda g, d: optax.tree.real(optax.tree.vdot(g, d)).astype(dtype),
+                grad,
+                search_direction,
+            )
+            slope = -jnp.sum(search_slopes)
             descent = jnp.isfinite(slope) & (slope > 0)
             avg_slope = smoothing * s.avg_slope + (1 - smoothing) * slope
 
@@ -832,16 +838,18 @@ def salsa_transformation(
                 measured_scale = directions.step_scale(search_direction, step_direction)
             new_noise = s.noise
             if new_noise is not None:
-                moved, scale = search_direction, 1.0
+                leaf_slopes = search_slopes
                 if searched_step_along_step_direction:
-                    moved = step_direction
+                    scale = 1.0
                     if rescales:
                         scale = measured_scale
                         if per_leaf_rescaling:
                             scale = _leaf_factors(scale, new_distance.rescale_exponents)
-                leaf_slopes = scale * _per_leaf(
-                    lambda g, d: optax.tree.real(optax.tree.vdot(g, d)).astype(dtype), grad, moved
-                )
+                    leaf_slopes = scale * _per_leaf(
+                        lambda g, d: optax.tree.real(optax.tree.vdot(g, d)).astype(dtype),
+                        grad,
+                        step_direction,
+                    )
                 new_noise = _predicted_noise(
                     new_noise,
                     leaf_slopes,
