@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 from benchmarks import speed
-from benchmarks.speed import breakdown
+from benchmarks.speed import breakdown, plots
 from benchmarks.speed import hlo as speed_hlo
 
 
@@ -89,6 +89,17 @@ def test_tiny_run_writes_results_with_one_compilation_per_variant(tmp_path, monk
     stem.with_suffix(".md").unlink()
     assert speed.main(["--from-json", str(stem.with_suffix(".json")), "--no-plots"]) == written
     assert stem.with_suffix(".md").read_text() == table
+
+
+def test_longer_run_is_plotted_without_the_scaling_sweep(tmp_path):
+    """--no-scaling with a longer run: the sweep's panels are left empty, not log-scaled."""
+    windows = [
+        {"last_step": step, "wall_ratio_of_means": 1.1, "searched_fraction": 0.2}
+        for step in (100, 1000)
+    ]
+    results = {"horizon": {"windows": windows}, "environment": {"backend": "cpu"}}
+    path = plots.plot_scaling(results, tmp_path / "scaling.png")
+    assert path.stat().st_size > 0
 
 
 _HLO = """HloModule m

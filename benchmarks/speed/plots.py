@@ -68,6 +68,9 @@ def plot_scaling(results: dict[str, Any], path: pathlib.Path) -> pathlib.Path:
         points = sorted(
             (p for p in scaling["points"] if p[fixed[0]] == fixed[1]), key=lambda p: p[axis]
         )
+        if not points:  # --no-scaling: only the longer run is drawn
+            ax.set_axis_off()
+            continue
         xs = [p[axis] for p in points]
         for variant, style in (("salsa", "o-"), ("salsa_every_step", "s-")):
             ys = [steady(p, variant)["ratio"]["median"] for p in points]
