@@ -7,9 +7,9 @@ Run from the repository root (a minute on one CPU core; nothing is timed)::
 
 For each model and variant it compiles the benchmark's training step (the runners' jitted
 ``examples.common.train_step``, state donated) and counts the instructions the step executes —
-those of the entry computation and, in a conditional, of the branch a skipped step takes, its
-first (for SaLSa's transform, the first of its ``lax.switch``: skipped, searched and, with the
-rescaling, skipped measuring it; of a ``lax.cond``, its false branch) — by kind and size:
+those of the entry computation and, in a conditional, of its first branch (of a ``lax.cond``,
+the false branch; SaLSa's transform runs its search in a loop whose body a skipped step does
+not run, and which is counted with the conditionals) — by kind and size:
 kernels writing an array the size of a parameter leaf or more (passes over the parameters),
 smaller ones (mostly scalar bookkeeping, each a kernel launch of its own), copies, and the
 state's arrays (each one an argument and a result of every call). Writes ``speed_hlo_<backend>.md``
@@ -71,12 +71,12 @@ def count_kernels(lines: Sequence[str], leaf_size: int) -> dict[str, int]:
     """Instructions that launch work, by kind (copies, other kernels) and by whether they write
     at least ``leaf_size`` elements (passes over the parameters) or fewer."""
     counts = dict.fromkeys(
-        ("parameter-sized", "smaller", "parameter-sized copies", "smaller copies", "conditionals"),
+        ("parameter-sized", "smaller", "parameter-sized copies", "smaller copies", "control flow"),
         0,
     )
     for line in lines:
-        if " conditional(" in line:  # a tuple-shaped result: not matched below
-            counts["conditionals"] += 1
+        if " conditional(" in line or " while(" in line:  # tuple-shaped: not matched below
+            counts["control flow"] += 1
             continue
         match = _INSTRUCTION.match(line)
         if not match or match.group(2) in _FREE:
@@ -117,12 +117,13 @@ def markdown(rows: Sequence[dict[str, Any]], env: dict[str, Any]) -> str:
         f"- versions: {versions}",
         f"- command: `{env['command']}`",
         "- counted in the compiled training step (state donated): the entry computation and, in a "
-        "conditional, the branch a skipped step takes. *Parameter-sized*: kernels writing as many "
-        "elements as the smallest weight matrix or more; *smaller*: the rest (scalars, biases, "
-        "per-leaf vectors); each is a kernel launch of its own.",
+        "conditional, its first branch (a loop's body, which a skipped step does not run, is not "
+        "counted). *Control flow*: loops and conditionals. *Parameter-sized*: kernels writing as "
+        "many elements as the smallest weight matrix or more; *smaller*: the rest (scalars, "
+        "biases, per-leaf vectors); each is a kernel launch of its own.",
         "",
         "| model | variant | state arrays | parameter leaves | parameter-sized kernels "
-        "| smaller kernels | parameter-sized copies | smaller copies | conditionals |",
+        "| smaller kernels | parameter-sized copies | smaller copies | control flow |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
@@ -130,7 +131,7 @@ def markdown(rows: Sequence[dict[str, Any]], env: dict[str, Any]) -> str:
             f"| {MODELS[row['model']]().description} | {VARIANTS[row['variant']].label} "
             f"| {row['state_arrays']} | {row['parameter_leaves']} | {row['parameter-sized']} "
             f"| {row['smaller']} | {row['parameter-sized copies']} | {row['smaller copies']} "
-            f"| {row['conditionals']} |"
+            f"| {row['control flow']} |"
         )
     return "\n".join(lines) + "\n"
 

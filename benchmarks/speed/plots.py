@@ -87,7 +87,8 @@ def plot_scaling(results: dict[str, Any], path: pathlib.Path) -> pathlib.Path:
         ax.set_xscale("log", base=2)
         ax.set_xlabel(f"{axis.replace('_', ' ')} ({fixed[0].replace('_', ' ')} {fixed[1]})")
         ax.set_ylabel("step time / optax.adam step time")
-    axes[0].legend(fontsize=7)
+    if scaling["points"]:
+        axes[0].legend(fontsize=7)
     if "horizon" in results:
         windows = results["horizon"]["windows"]
         xs = [w["last_step"] for w in windows]

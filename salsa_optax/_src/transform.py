@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from salsa_optax._src import armijo, search_frequency
+from salsa_optax._src.control_flow import at_most_once
 from salsa_optax._src.defaults import SEARCH_DEFAULTS as DEFAULTS
 from salsa_optax._src.defaults import SearchDefaults
 from salsa_optax._src.directions import Directions, incoming_direction
@@ -318,11 +319,6 @@ class _StepInputs(NamedTuple):
     shared: Any
     proposal: jax.Array
     decay_rate: Any
-
-
-# The branches of a step's lax.switch. The skipped step is the first, the one a compiled
-# conditional lays out first (benchmarks/speed/hlo.py reads it as the skipped step's).
-SKIP, SEARCH, NOT_FINITE, SKIP_AND_MEASURE = range(4)
 
 
 def _scalar_dtype(params: optax.Params) -> jnp.dtype:
@@ -721,9 +717,10 @@ def salsa_transformation(
         distance = state.distance
 
         def step_inputs(scalar_vectors, step_is_finite):
-            # The state's scalars, unpacked where they are read: each branch of lax.switch below
-            # takes the packed vectors and unpacks them itself, since a scalar unpacked outside
-            # and read inside would be an operand of the switch, a kernel and a buffer of its own.
+            # The state's scalars, unpacked where they are read: each branch below takes the
+            # packed vectors and unpacks them itself, since a scalar unpacked outside and read
+            # inside a loop or a conditional would be an operand of it, a kernel and a buffer of
+            # its own.
             s = Packed(scalar_vectors, layout).unpacked()
             growth = increase_factor
             if warm_start_factor is not None:
@@ -762,7 +759,8 @@ def salsa_transformation(
             inputs = step_inputs(vectors, True)
             s, totals = inputs.scalars, inputs.scalars.info
             # The directions again, from the step's inputs: what a branch reads is materialised
-            # before lax.switch on every step, and a skipped step would pay for writing them.
+            # before the loop that runs it on every step, and a skipped step would pay for
+            # writing them.
             search_direction, step_direction, _ = directions.update(
                 updates, state.directions, s.count
             )
@@ -974,9 +972,10 @@ def salsa_transformation(
             return search_coefs, step_coefs
 
         def typed(branch):
-            # What the branches of lax.switch return must have identical types, whatever the
-            # hyper-parameters (given as arrays by inject_hyperparams) promote to; packed, one
-            # vector per dtype: the scalars' vectors are those the new state stores.
+            # What the branches return must have identical types (they are selected, and are a
+            # loop's carry), whatever the hyper-parameters (given as arrays by inject_hyperparams)
+            # promote to; packed, one vector per dtype: the scalars' vectors are those the new
+            # state stores.
             def packed(vectors):
                 new_scalars, new_distance, new_aux, coefficients, moves = branch(vectors)
                 new_scalars = optax.tree.cast_like(new_scalars, unpacked_scalars)
@@ -1001,18 +1000,27 @@ def salsa_transformation(
             unpacked_scalars.learning_rate_slow,
             schedule_config,
         )
-        skipped = SKIP
+        measures = False
         if rescales and (rescale_each_step or multiplier_noise is None):
-            skipped = SKIP_AND_MEASURE
+            measures = True
         elif rescales:
             # While the loss is noisy the factor changes little between searches; on a loss
             # measured deterministic the factor kept from a search stalls a converging run.
             measures = (unpacked_scalars.noise.linear_sq > 0) & ~current.noisy
-            skipped = jnp.where(measures, SKIP_AND_MEASURE, SKIP)
-        branch = jnp.where(finite, jnp.where(searching, SEARCH, skipped), NOT_FINITE)
-        branches = [skip, search, not_finite] + ([skip_and_measure] if rescales else [])
-        vectors, new_aux, step_vectors = jax.lax.switch(
-            branch, [typed(b) for b in branches], tuple(state.scalars)
+        # A step that skips the search, or whose inputs are not finite, updates scalars alone:
+        # both are computed on every step and one is selected. A search, or a skipped step that
+        # measures the rescaling, reads the parameters and runs only on the steps that take it.
+        operand = tuple(state.scalars)
+        plain = jax.tree.map(
+            lambda skipped, not_finite: jnp.where(finite, skipped, not_finite),
+            typed(skip)(operand),
+            typed(not_finite)(operand),
+        )
+        expensive = [typed(search)] + ([typed(skip_and_measure)] if rescales else [])
+        vectors, new_aux, step_vectors = at_most_once(
+            finite & (searching | measures),
+            lambda: jax.lax.switch(jnp.where(searching, 0, 1), expensive, operand),
+            plain,
         )
         leaf_vector = jnp.zeros(num_leaves, dtype)
         new_distance, (search_coefs, step_coefs), moves = unpack(

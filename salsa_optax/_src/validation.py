@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from salsa_optax._src.control_flow import at_most_once
 from salsa_optax._src.packing import pack
 
 
@@ -163,13 +164,12 @@ def _finite_by_sums(leaves: list[Any]) -> jax.Array:
     # A sum of floats is finite only if every entry is (inf and nan propagate, inf - inf is nan):
     # one read of each leaf, the cheapest reduction XLA:CPU has. Only where it is not finite, or
     # finite entries overflowed it, does the exact check run: x - x is 0 where x is finite and nan
-    # where it is not. The usual case, a finite sum, takes the false branch (the first of the
-    # compiled conditional).
+    # where it is not: the usual case, a finite sum, runs no more.
     total = sum(jnp.sum(x) for x in leaves)
-    return jax.lax.cond(
+    return at_most_once(
         ~jnp.isfinite(total),
         lambda: jnp.isfinite(sum(jnp.sum(x - x) for x in leaves)),
-        lambda: jnp.asarray(True),
+        jnp.asarray(True),
     )
 
 
