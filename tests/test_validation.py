@@ -97,11 +97,16 @@ CHECKS = [
 
 @pytest.mark.parametrize("check", CHECKS)
 @settings(max_examples=60, deadline=None)
-@given(leaves=st.lists(st.lists(ENTRIES, min_size=1, max_size=5), min_size=1, max_size=3))
-def test_all_finite_is_exact_whether_or_not_the_sum_overflows(check, leaves):
+@given(
+    leaves=st.lists(st.lists(ENTRIES, min_size=1, max_size=6), min_size=1, max_size=3),
+    layout=st.sampled_from(["vector", "row", "column", "cube"]),
+)
+def test_all_finite_is_exact_whether_or_not_the_sum_overflows(check, leaves, layout):
     # Finite entries whose sum overflows (3e38 + 3e38) take the exact check; inf - inf (a nan
-    # sum) and every other non-finite entry read as not finite.
-    arrays = [jnp.asarray(leaf, jnp.float32) for leaf in leaves]
+    # sum) and every other non-finite entry read as not finite. Matrices and arrays of more
+    # dimensions are summed by a product with ones on a CPU.
+    shapes = {"vector": (-1,), "row": (1, -1), "column": (-1, 1), "cube": (-1, 1, 1)}
+    arrays = [jnp.asarray(leaf, jnp.float32).reshape(shapes[layout]) for leaf in leaves]
     expected = all(np.isfinite(np.asarray(a)).all() for a in arrays)
     assert bool(check(arrays)) is expected
     assert bool(jax.jit(check)(arrays)) is expected
@@ -124,7 +129,9 @@ def test_all_finite_sums_on_a_cpu_and_checks_entries_with_no_conditional_elsewhe
         return str(jax.make_jaxpr(lambda x: all_finite(x))(leaves))
 
     on_cpu = traced()
-    assert "cond" in on_cpu and "concatenate" not in on_cpu
+    # Sums (the matrix's by a product with ones), and the exact check in a loop run at most once.
+    assert "while" in on_cpu and "concatenate" not in on_cpu
+    assert on_cpu.count("dot_general") == 1
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     # One accelerator: the leaves of each dtype concatenated, one check per dtype.
     single = traced()

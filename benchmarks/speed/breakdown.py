@@ -20,9 +20,9 @@ in one process:
   fails.
 
 From the medians it splits what a skipped step costs beyond Adam's into the state's extra leaves
-in the harness, the finiteness check, and the rest (the conditional and its scalar bookkeeping,
-the guarded moments, the update's read of the gradient), each as a share of the Adam step in
-the harness. Writes ``speed_breakdown_<backend>.{md,json}`` to ``--out``.
+in the harness, the finiteness check, and the rest (the search's loop and the scalar
+bookkeeping, the guarded moments, the update's read of the gradient), each as a share of the Adam
+step in the harness. Writes ``speed_breakdown_<backend>.{md,json}`` to ``--out``.
 """
 
 import argparse
