@@ -129,12 +129,13 @@ def test_packed_survives_pickle_and_deepcopy():
 
 def test_a_salsa_state_passes_its_scalars_as_three_arrays():
     """Three vectors (int32, float, bool) hold the step size, the averages, the noise measurement
-    and the diagnostics, however many fields they have; the rest are four per-leaf vectors, the
-    moments and the initial parameters."""
+    and the diagnostics, however many fields they have; the rest are the per-leaf distances (one
+    array), the moments and the initial parameters."""
     params = {"w": jnp.zeros((3, 2)), "b": jnp.zeros(2), "c": jnp.zeros(())}
     state = salsa_optax.salsa().init(params)
     assert len(jax.tree.leaves(state.scalars)) == 3
-    assert len(jax.tree.leaves(state)) == 3 + 4 + 3 * len(jax.tree.leaves(params))
+    assert len(jax.tree.leaves(state)) == 3 + 1 + 3 * len(jax.tree.leaves(params))
+    assert state.distance.table.shape == (4, len(jax.tree.leaves(params)))
     assert float(state.learning_rate) == float(optax.tree.get(state, "learning_rate"))
     assert isinstance(state.unpacked().scalars, salsa_optax.SalsaScalars)
     assert int(state.count) == 0 and int(state.info.total_searches) == 0

@@ -114,7 +114,7 @@ def test_all_finite_is_exact_whether_or_not_the_sum_overflows(check, leaves, lay
 
 @pytest.mark.parametrize("check", CHECKS)
 def test_all_finite_takes_bfloat16_integer_and_scalar_leaves(check):
-    finite = [jnp.full(3, 3e38, jnp.bfloat16), jnp.arange(3), jnp.float32(2.0)]
+    finite = [jnp.full(3, 3e38, jnp.bfloat16), jnp.arange(3), jnp.float32(2.0), 1.5]
     assert bool(check(finite)) is True
     assert bool(check([jnp.array([1.0, jnp.nan], jnp.bfloat16), jnp.arange(3)])) is False
     assert bool(check([jnp.arange(3), jnp.float32(-jnp.inf)])) is False

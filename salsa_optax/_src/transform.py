@@ -80,28 +80,68 @@ class SalsaInfo(NamedTuple):
     total_value_mismatches: jax.Array  # int32
 
 
+_DISTANCE_ROWS = ("radial_sum", "radial_count", "multipliers", "rescale_exponents")
+
+
 class DistanceState(NamedTuple):
     r"""How far each parameter leaf has moved from its start, for ``multiplier_distance`` and
     ``rescale_distance`` (the start itself is :attr:`ScaleBySalsaState.initial_params`).
 
-    Each attribute is a vector with one entry per leaf of the parameters, in the order of
-    ``jax.tree.leaves(params)``: one array each, however many leaves the model has.
+    Its quantities are vectors with one entry per leaf of the parameters, in the order of
+    ``jax.tree.leaves(params)``, stored as the rows of one array (a state's every array is an
+    argument and a result of each call, and a Variable of its own in an ``nnx.Optimizer``); each
+    reads as an attribute:
+
+    - ``radial_sum``: per leaf, the sum over searches of :math:`n \cos^2(g, w)` (``n`` its size).
+    - ``radial_count``: per leaf, the searches that measured it (those with :math:`g, w \ne 0`).
+      A leaf whose mean is below ``SCALE_INVARIANCE_LEVEL`` is scale-invariant; while any leaf
+      is, every multiplier is 1.
+    - ``multipliers``: per leaf, the factor its steps take, as of the last search.
+    - ``rescale_exponents``: with ``rescale_distance``, per leaf, the share :math:`\in [0, 1]` of
+      the step direction's rescaling its steps take, as of the last search; else ``None``.
 
     Attributes:
-      radial_sum: per leaf, the sum over searches of :math:`n \cos^2(g, w)` (``n`` its size).
-      radial_count: per leaf, the searches that measured it (those with :math:`g, w \ne 0`),
-        int32. A leaf whose mean is below ``SCALE_INVARIANCE_LEVEL`` is scale-invariant; while
-        any leaf is, every multiplier is 1.
-      multipliers: per leaf (the state's float type), the factor its steps take, as of the last
-        search.
-      rescale_exponents: with ``rescale_distance``, per leaf, the share :math:`\in [0, 1]` of
-        the step direction's rescaling its steps take, as of the last search; else ``None``.
+      table: those rows (three, or four with ``rescale_exponents``), in the state's float type
+        (a count is exact up to :math:`2^{24}` searches in float32).
+
+    Examples:
+      >>> distance = DistanceState.of(jnp.zeros(2), jnp.zeros(2), jnp.ones(2))
+      >>> distance.table.shape, distance.multipliers.tolist(), distance.rescale_exponents
+      ((3, 2), [1.0, 1.0], None)
     """
 
-    radial_sum: Any
-    radial_count: Any
-    multipliers: Any
-    rescale_exponents: Any = None
+    table: jax.Array
+
+    @classmethod
+    def of(
+        cls, radial_sum: Any, radial_count: Any, multipliers: Any, rescale_exponents: Any = None
+    ) -> "DistanceState":
+        """The rows stacked, in ``radial_sum``'s float type."""
+        rows = [radial_sum, radial_count, multipliers]
+        if rescale_exponents is not None:
+            rows.append(rescale_exponents)
+        dtype = jnp.result_type(radial_sum)
+        return cls(jnp.stack([jnp.asarray(row, dtype) for row in rows]))
+
+    def with_rows(self, **rows: Any) -> "DistanceState":
+        """The state with the rows named replaced."""
+        return DistanceState.of(**({name: getattr(self, name) for name in _DISTANCE_ROWS} | rows))
+
+    @property
+    def radial_sum(self) -> jax.Array:
+        return self.table[0]
+
+    @property
+    def radial_count(self) -> jax.Array:
+        return self.table[1]
+
+    @property
+    def multipliers(self) -> jax.Array:
+        return self.table[2]
+
+    @property
+    def rescale_exponents(self) -> jax.Array | None:
+        return self.table[3] if len(self.table) > 3 else None
 
 
 class NoiseState(NamedTuple):
@@ -278,7 +318,7 @@ class ScaleBySalsaState(NamedTuple):
       >>> import salsa_optax
       >>> state = salsa_optax.salsa().init({"w": jnp.zeros(3)})
       >>> float(state.learning_rate), int(state.info.total_searches), len(jax.tree.leaves(state))
-      (1.0, 0, 10)
+      (1.0, 0, 7)
     """
 
     scalars: Any
@@ -669,9 +709,9 @@ def salsa_transformation(
             scalars=Packed.of(scalars),
             distance=None
             if not tracks_distance
-            else DistanceState(
+            else DistanceState.of(
                 radial_sum=jnp.zeros(num_leaves, dtype),
-                radial_count=jnp.zeros(num_leaves, jnp.int32),
+                radial_count=jnp.zeros(num_leaves, dtype),
                 multipliers=jnp.ones(num_leaves, dtype),
                 rescale_exponents=jnp.zeros(num_leaves, dtype) if per_leaf_rescaling else None,
             ),
@@ -815,8 +855,8 @@ def salsa_transformation(
             if per_leaf:
                 alignment, measured = _radial_alignment(grad, params, dtype)
                 radial_sum = distance.radial_sum + alignment
-                radial_count = distance.radial_count + measured.astype(jnp.int32)
-                new_distance = new_distance._replace(
+                radial_count = distance.radial_count + measured.astype(dtype)
+                new_distance = new_distance.with_rows(
                     radial_sum=radial_sum,
                     radial_count=radial_count,
                     multipliers=_distance_multipliers(
@@ -828,7 +868,7 @@ def salsa_transformation(
                     ),
                 )
             if per_leaf_rescaling:
-                new_distance = new_distance._replace(
+                new_distance = new_distance.with_rows(
                     rescale_exponents=jnp.minimum(relative / rescale_distance, 1).astype(dtype)
                 )
             measured_scale = None

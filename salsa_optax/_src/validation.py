@@ -170,6 +170,7 @@ def _sum(x: jax.Array) -> jax.Array:
       >>> float(_sum(jnp.arange(6.0).reshape(2, 3))), float(_sum(jnp.arange(3.0)))
       (15.0, 3.0)
     """
+    x = jnp.asarray(x)
     if x.ndim < 2:
         return jnp.sum(x)
     return jnp.sum(x.reshape(-1, x.shape[-1]) @ jnp.ones(x.shape[-1], x.dtype))
