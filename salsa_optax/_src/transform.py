@@ -787,11 +787,11 @@ def salsa_transformation(
                 return multipliers
             return jnp.where(noisy, multipliers, 1).astype(multipliers.dtype)
 
-        def largest_multiplier(distance_state, start):
+        def largest_multiplier(distance_state, inputs):
             # What info.step_size reports: the step of the leaf with the largest multiplier.
             if not per_leaf:
-                return start.shared
-            return jnp.max(gated(distance_state.multipliers, start.noisy))
+                return inputs.shared
+            return jnp.max(gated(distance_state.multipliers, inputs.noisy))
 
         # The branches below return scalars only: the parameter-sized update is formed once,
         # outside, where XLA fuses it with the direction's own element-wise work.
@@ -1029,8 +1029,9 @@ def salsa_transformation(
 
             return packed
 
-        # Which branch a step takes, from the scalars unpacked here for it alone: XLA fuses what
-        # reads them into the few kernels that compute the index.
+        # Whether this step searches or measures the rescaling, from the scalars unpacked here
+        # for that alone (and for the weight decay below): XLA fuses what reads them into the
+        # few kernels that compute it.
         current = step_inputs(tuple(state.scalars), True)
         unpacked_scalars = current.scalars
         searching = search_frequency.should_search(
