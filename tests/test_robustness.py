@@ -401,3 +401,15 @@ def test_a_frozen_leaf_of_minus_inf_changes_nothing_else():
     assert int(masked_state.info.total_searches) > 5
     for got, expected in zip(masked_state.noise, alone_state.noise, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_salsa_inside_optax_masked_gets_an_error_instead_of_pairing_the_wrong_leaves():
+    # optax.masked passes salsa a part of params and of the updates but the whole grad: without
+    # the check the search paired {"w"}'s gradient with "b" and failed inside a product.
+    params = {"b": jnp.zeros(()), "w": jnp.ones(3)}
+    loss = lambda p: jnp.sum(p["w"] ** 2) + p["b"]
+    tx = optax.masked(salsa_optax.salsa(), {"b": False, "w": True})
+    value, grad = jax.value_and_grad(loss)(params)
+    message = re.escape("grad passed to salsa.update has 2 leaves where params has 1:")
+    with pytest.raises(ValueError, match=f"^{message}"):
+        tx.update(grad, tx.init(params), params, value=value, grad=grad, value_fn=loss)

@@ -47,6 +47,44 @@ def test_a_value_fn_that_is_not_callable_is_named_by_its_type():
     assert message == f"value_fn must be callable, got int. {USAGE}"
 
 
+PARAMS = {"b": jnp.zeros(2), "w": jnp.zeros((3, 2))}
+WRAPPERS = (
+    "A wrapper that passes a part of the parameters (optax.masked, optax.multi_transform) "
+    "passes the whole grad and a value_fn of all the parameters: apply the line search to all "
+    "of them."
+)
+
+
+def test_a_grad_with_a_leaf_missing_is_named_with_both_structures():
+    message = _message(
+        ValueError,
+        lambda: check_line_search_args("salsa", PARAMS, 1.0, {"w": PARAMS["w"]}, lambda p: 0.0),
+    )
+    assert message == (
+        "grad passed to salsa.update has 1 leaves where params has 2: grad is "
+        "PyTreeDef({'w': *}), params is PyTreeDef({'b': *, 'w': *}). grad must have one leaf "
+        "per leaf of params, of its shape, as `jax.value_and_grad(loss_fn)(params)` gives it. "
+        + WRAPPERS
+    )
+
+
+def test_updates_with_a_leaf_of_another_shape_are_named_with_the_parameter_path():
+    updates = {"b": jnp.zeros(2), "w": jnp.zeros((2, 3))}
+    message = _message(
+        ValueError,
+        lambda: check_line_search_args("salsa", PARAMS, 1.0, PARAMS, lambda p: 0.0, updates),
+    )
+    assert message == (
+        "updates passed to salsa.update has a leaf of shape (2, 3) where params['w'] has shape "
+        "(3, 2). updates must have one leaf per leaf of params, of its shape. " + WRAPPERS
+    )
+
+
+def test_trees_of_other_containers_with_the_same_leaves_are_accepted():
+    grad = [jnp.ones(2), jnp.ones((3, 2))]  # the leaves of PARAMS, in order
+    check_line_search_args("salsa", PARAMS, 1.0, grad, lambda p: 0.0, tuple(grad))
+
+
 def test_an_output_without_aux_where_one_is_expected_is_named_by_its_type():
     message = _message(TypeError, lambda: split_loss_and_aux(1.0, "salsa", expects_aux=True))
     assert message == (

@@ -160,7 +160,7 @@ def scale_by_layerwise_curvature(
 
     def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra):
         validation.check_line_search_args(
-            "scale_by_layerwise_curvature", params, value, grad, value_fn
+            "scale_by_layerwise_curvature", params, value, grad, value_fn, updates
         )
         loss = functools.partial(value_fn, **validation.value_fn_kwargs(value_fn, extra))
         finite = validation.all_finite((value, updates, grad))

@@ -732,7 +732,7 @@ def salsa_transformation(
         aux: Any = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, ScaleBySalsaState]:
-        check_line_search_args(name, params, value, grad, value_fn)
+        check_line_search_args(name, params, value, grad, value_fn, updates)
         fn_kwargs = value_fn_kwargs(value_fn, extra_args)
 
         def loss_and_aux(p):

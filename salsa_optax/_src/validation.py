@@ -72,7 +72,7 @@ def check_hyperparameter(
 
 
 def check_line_search_args(
-    transform: str, params: Any, value: Any, grad: Any, value_fn: Any
+    transform: str, params: Any, value: Any, grad: Any, value_fn: Any, updates: Any = None
 ) -> None:
     """Raises an error that says how to call ``update`` when a line-search argument is wrong.
 
@@ -82,10 +82,19 @@ def check_line_search_args(
       value: the loss at ``params``.
       grad: the gradient at ``params``.
       value_fn: the function returning the loss.
+      updates: the incoming updates, checked as ``grad`` is where given.
 
     Raises:
       TypeError: if an argument is missing or ``value_fn`` is not callable.
-      ValueError: if ``value`` is not a scalar.
+      ValueError: if ``value`` is not a scalar, or ``grad`` or ``updates`` does not have a leaf
+        of the shape of each leaf of ``params``, in order.
+
+    Examples:
+      >>> params = {"b": jnp.zeros(2), "w": jnp.zeros(3)}
+      >>> check_line_search_args("salsa", params, 0.0, {"w": jnp.ones(3)}, lambda p: 0.0)
+      Traceback (most recent call last):
+      ...
+      ValueError: grad passed to salsa.update has 1 leaves where params has 2: ...
     """
     usage = (
         f"Call `{transform}` as `tx.update(grads, state, params, value=loss, grad=grads, "
@@ -112,6 +121,37 @@ def check_line_search_args(
             f"value must be a scalar loss, got shape {shape}. Reduce the loss over the batch "
             f"(e.g. with .mean()) in the function that gives `value` and in value_fn. {usage}"
         )
+    _check_like_params(transform, params, grad=grad, updates=updates)
+
+
+def _check_like_params(transform: str, params: Any, **trees: Any) -> None:
+    # The search pairs the leaves of params, grad and updates in order: a tree with a leaf
+    # missing or of another shape would pair the wrong ones, or fail deep inside a product.
+    paths_and_leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    for name, tree in trees.items():
+        if tree is None:
+            continue
+        leaves = jax.tree.leaves(tree)
+        source = ", as `jax.value_and_grad(loss_fn)(params)` gives it" if name == "grad" else ""
+        hint = (
+            f"{name} must have one leaf per leaf of params, of its shape{source}. A wrapper that "
+            "passes a part of the parameters (optax.masked, optax.multi_transform) passes the "
+            "whole grad and a value_fn of all the parameters: apply the line search to all of "
+            "them."
+        )
+        if len(leaves) != len(paths_and_leaves):
+            raise ValueError(
+                f"{name} passed to {transform}.update has {len(leaves)} leaves where params "
+                f"has {len(paths_and_leaves)}: {name} is {jax.tree.structure(tree)}, params "
+                f"is {jax.tree.structure(params)}. {hint}"
+            )
+        for leaf, (path, param) in zip(leaves, paths_and_leaves, strict=True):
+            if jnp.shape(leaf) != jnp.shape(param):
+                raise ValueError(
+                    f"{name} passed to {transform}.update has a leaf of shape "
+                    f"{jnp.shape(leaf)} where params{jax.tree_util.keystr(path)} has shape "
+                    f"{jnp.shape(param)}. {hint}"
+                )
 
 
 def value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]) -> dict[str, Any]:
