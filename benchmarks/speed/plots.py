@@ -57,29 +57,26 @@ def plot_overhead(results: dict[str, Any], path: pathlib.Path) -> pathlib.Path:
 
 
 def plot_scaling(results: dict[str, Any], path: pathlib.Path) -> pathlib.Path:
-    """Overhead against batch size and width (MLP), and against the length of the run."""
+    """Overhead against batch size and width (MLP), and against the length of the run: a panel
+    for each that ``results`` holds (``--no-scaling`` leaves the longer run alone)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    scaling = results.get("scaling", {"points": []})
-    for ax, axis, fixed in (
-        (axes[0], "batch_size", ("width", 256)),
-        (axes[1], "width", ("batch_size", 128)),
-    ):
-        points = sorted(
-            (p for p in scaling["points"] if p[fixed[0]] == fixed[1]), key=lambda p: p[axis]
-        )
-        if not points:  # --no-scaling: only the longer run is drawn
-            ax.set_axis_off()
-            continue
-        xs = [p[axis] for p in points]
+    points = results.get("scaling", {"points": []})["points"]
+    sweeps = [("batch_size", ("width", 256)), ("width", ("batch_size", 128))] if points else []
+    horizon = results.get("horizon")
+    count = len(sweeps) + (horizon is not None)
+    fig, axes = plt.subplots(1, count, figsize=(5 * count, 4), squeeze=False)
+    axes = list(axes[0])
+    for ax, (axis, fixed) in zip(axes[: len(sweeps)], sweeps, strict=True):
+        swept = sorted((p for p in points if p[fixed[0]] == fixed[1]), key=lambda p: p[axis])
+        xs = [p[axis] for p in swept]
         for variant, style in (("salsa", "o-"), ("salsa_every_step", "s-")):
-            ys = [steady(p, variant)["ratio"]["median"] for p in points]
+            ys = [steady(p, variant)["ratio"]["median"] for p in swept]
             ax.plot(xs, ys, style, label=label(variant))
-        limits = [steady(p, "salsa_every_step")["physical_limit"] for p in points]
+        limits = [steady(p, "salsa_every_step")["physical_limit"] for p in swept]
         ax.plot(xs, limits, "k--", label="physical limit of the every-step search")
         ax.plot(
             xs,
-            [1 + p["forward_over_forward_backward"] for p in points],
+            [1 + p["forward_over_forward_backward"] for p in swept],
             "k:",
             label="1 + forward / (forward+backward)",
         )
@@ -87,20 +84,19 @@ def plot_scaling(results: dict[str, Any], path: pathlib.Path) -> pathlib.Path:
         ax.set_xscale("log", base=2)
         ax.set_xlabel(f"{axis.replace('_', ' ')} ({fixed[0].replace('_', ' ')} {fixed[1]})")
         ax.set_ylabel("step time / optax.adam step time")
-    if scaling["points"]:
+    if sweeps:
         axes[0].legend(fontsize=7)
-    if "horizon" in results:
-        windows = results["horizon"]["windows"]
+    if horizon is not None:
+        ax = axes[-1]
+        windows = horizon["windows"]
         xs = [w["last_step"] for w in windows]
-        axes[2].plot(xs, [w["wall_ratio_of_means"] for w in windows], "o-", label="salsa() / Adam")
-        axes[2].plot(
-            xs, [w["searched_fraction"] for w in windows], "s--", label="searched fraction"
-        )
-        axes[2].axhline(1.0, color="grey", lw=0.8)
-        axes[2].set_xscale("log")
-        axes[2].set_xlabel("step (end of window)")
-        axes[2].legend(fontsize=7)
-    axes[2].set_title("over a longer run (MLP 784-256-256-10)", fontsize=9)
+        ax.plot(xs, [w["wall_ratio_of_means"] for w in windows], "o-", label="salsa() / Adam")
+        ax.plot(xs, [w["searched_fraction"] for w in windows], "s--", label="searched fraction")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("step (end of window)")
+        ax.legend(fontsize=7)
+        ax.set_title("over a longer run (MLP 784-256-256-10)", fontsize=9)
     fig.suptitle(f"SaLSa's per-step overhead ({results['environment']['backend']})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
