@@ -61,10 +61,10 @@ def test_a_grad_with_a_leaf_missing_is_named_with_both_structures():
         lambda: check_line_search_args("salsa", PARAMS, 1.0, {"w": PARAMS["w"]}, lambda p: 0.0),
     )
     assert message == (
-        "grad passed to salsa.update has 1 leaves where params has 2: grad is "
-        "PyTreeDef({'w': *}), params is PyTreeDef({'b': *, 'w': *}). grad must have one leaf "
-        "per leaf of params, of its shape, as `jax.value_and_grad(loss_fn)(params)` gives it. "
-        + WRAPPERS
+        "grad passed to salsa.update and params differ in their number of leaves (1 against "
+        "2): grad is PyTreeDef({'w': *}), params is PyTreeDef({'b': *, 'w': *}). grad must have "
+        "one leaf per leaf of params, of its shape, as `jax.value_and_grad(loss_fn)(params)` "
+        "gives it. " + WRAPPERS
     )
 
 

@@ -94,7 +94,7 @@ def check_line_search_args(
       >>> check_line_search_args("salsa", params, 0.0, {"w": jnp.ones(3)}, lambda p: 0.0)
       Traceback (most recent call last):
       ...
-      ValueError: grad passed to salsa.update has 1 leaves where params has 2: ...
+      ValueError: grad passed to salsa.update and params differ in their number of leaves ...
     """
     usage = (
         f"Call `{transform}` as `tx.update(grads, state, params, value=loss, grad=grads, "
@@ -141,9 +141,9 @@ def _check_like_params(transform: str, params: Any, **trees: Any) -> None:
         )
         if len(leaves) != len(paths_and_leaves):
             raise ValueError(
-                f"{name} passed to {transform}.update has {len(leaves)} leaves where params "
-                f"has {len(paths_and_leaves)}: {name} is {jax.tree.structure(tree)}, params "
-                f"is {jax.tree.structure(params)}. {hint}"
+                f"{name} passed to {transform}.update and params differ in their number of "
+                f"leaves ({len(leaves)} against {len(paths_and_leaves)}): {name} is "
+                f"{jax.tree.structure(tree)}, params is {jax.tree.structure(params)}. {hint}"
             )
         for leaf, (path, param) in zip(leaves, paths_and_leaves, strict=True):
             if jnp.shape(leaf) != jnp.shape(param):
