@@ -204,6 +204,39 @@ def test_kernel_summary_counts_only_device_events_per_step():
     assert summary["top"] == [{"name": "gemm", "count_per_step": 1.0, "us_per_step": 10.0}]
 
 
+def test_kernels_of_a_cpu_trace_are_its_thunks_without_the_loops_that_hold_others():
+    from benchmarks.speed import kernels
+
+    def thunk(name, ts, dur, tid=7):
+        args = {"hlo_op": name, "hlo_module": "jit_train_step"}
+        return {"ph": "X", "pid": 1, "tid": tid, "name": name, "ts": ts, "dur": dur, "args": args}
+
+    trace = {
+        "traceEvents": [
+            {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+            {"ph": "X", "pid": 1, "tid": 3, "name": "PjitFunction(step)", "ts": 0, "dur": 90},
+            thunk("fusion", 0, 10),
+            thunk("while.3", 10, 50),  # its body: the two kernels it spans
+            thunk("dot", 10, 30),
+            thunk("copy", 40, 20),
+            thunk("fusion", 60, 10),
+            thunk("fusion", 5, 2, tid=8),  # another thread's
+            {"ph": "X", "pid": 1, "tid": 7, "name": "end: dot", "ts": 40, "dur": 0},
+        ]
+    }
+    assert kernels.device_events(trace) == []
+    events = kernels.kernel_events(trace)
+    assert sorted((e["name"], e["ts"]) for e in events) == [
+        ("copy", 40),
+        ("dot", 10),
+        ("fusion", 0),
+        ("fusion", 5),
+        ("fusion", 60),
+    ]
+    summary = kernels.kernel_summary(events, steps=1, top=1)
+    assert summary["device_us_per_step"] == 10 + 30 + 20 + 10 + 2
+
+
 def test_results_name_the_commit_given_for_a_copy_of_the_checkout(monkeypatch):
     from benchmarks import provenance
 

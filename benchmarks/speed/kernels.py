@@ -1,14 +1,17 @@
 """Where a step's device time goes: its kernels by total time, from a profiler trace.
 
-Run from the repository root (on a GPU; on a CPU the trace holds XLA's thunks instead)::
+Run from the repository root::
 
     python -m benchmarks.speed.kernels --models resnet50 --variants adam,salsa_skipped
 
 For each model and variant it compiles the benchmark's training step, runs it ``--warmup`` times,
 then traces ``--steps`` steps with ``jax.profiler`` (a Perfetto trace) and sums the duration of
-every device event by name: how many launches a step makes, how long they take together, and
-the longest ones. Writes ``speed_kernels_<backend>.json`` (and, with ``--hlo``, each compiled
-step's HLO text) to ``--out``.
+every kernel by name: how many launches a step makes, how long they take together, and the
+longest ones. On a GPU the kernels are the events of the device's processes; on a CPU, where a
+step's kernels run on the host's threads, they are the events of XLA's thunks (those naming an
+``hlo_op``) that contain no other (a loop's event spans its body's). The variants of a model
+run in one process, so their sums compare. Writes ``speed_kernels_<backend>.json`` (and, with
+``--hlo``, each compiled step's HLO text) to ``--out``.
 """
 
 import argparse
@@ -25,7 +28,7 @@ import jax
 
 from benchmarks import provenance
 from benchmarks.speed import models
-from benchmarks.speed.environment import environment
+from benchmarks.speed.environment import configure_threads, environment
 from benchmarks.speed.measure import make_batches
 from benchmarks.speed.registry import MODELS, VARIANTS
 from benchmarks.speed.runners import JaxRunner
@@ -47,6 +50,41 @@ def device_events(trace: dict[str, Any]) -> list[dict[str, Any]]:
         for event in trace["traceEvents"]
         if event.get("ph") == "X" and "/device:" in names.get(event.get("pid"), "")
     ]
+
+
+def thunk_events(trace: dict[str, Any]) -> list[dict[str, Any]]:
+    """The complete events of XLA:CPU's thunks (``args["hlo_op"]``) that contain no other thunk
+    of their thread: the kernels, not the loops and conditionals that run them."""
+    thunks = sorted(
+        (
+            event
+            for event in trace["traceEvents"]
+            if event.get("ph") == "X" and "hlo_op" in event.get("args", {})
+        ),
+        # A loop and its body's first kernel may start together: the loop sorts first.
+        key=lambda event: (
+            event["pid"],
+            event["tid"],
+            float(event["ts"]),
+            -float(event.get("dur", 0.0)),
+        ),
+    )
+    kernels = []
+    for event, after in zip(thunks, [*thunks[1:], None], strict=True):
+        end = float(event["ts"]) + float(event.get("dur", 0.0))
+        contains = (
+            after is not None
+            and (after["pid"], after["tid"]) == (event["pid"], event["tid"])
+            and float(after["ts"]) < end
+        )
+        if not contains:
+            kernels.append(event)
+    return kernels
+
+
+def kernel_events(trace: dict[str, Any]) -> list[dict[str, Any]]:
+    """A device's kernel events where the trace has a device, else the host's thunks."""
+    return device_events(trace) or thunk_events(trace)
 
 
 def kernel_summary(events: Sequence[dict[str, Any]], steps: int, top: int) -> dict[str, Any]:
@@ -81,7 +119,7 @@ def profile(model: str, variant: str, batch_size: int, warmup: int, steps: int, 
                 runner.step()
         (path,) = pathlib.Path(log_dir).rglob("perfetto_trace.json.gz")
         trace = json.loads(gzip.decompress(path.read_bytes()))
-    summary = kernel_summary(device_events(trace), steps, top)
+    summary = kernel_summary(kernel_events(trace), steps, top)
     processes = sorted(set(process_names(trace).values()))
     return {
         "model": model,
@@ -103,7 +141,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--top", type=int, default=25, help="longest kernel names kept")
     parser.add_argument("--hlo", action="store_true", help="write each step's compiled HLO too")
     parser.add_argument("--out", default=str(provenance.RESULTS_DIR))
+    parser.add_argument(
+        "--pin", choices=("auto", "yes", "no"), default="auto", help="as benchmarks.speed"
+    )
     args = parser.parse_args(argv)
+    threads = configure_threads(args.pin, None, with_torch=False)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -132,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 )
             rows.append(row)
     env = environment()
+    env["threads"] = threads
     env["command"] = provenance.command_line("python -m benchmarks.speed.kernels", argv)
     (path,) = provenance.write_rows(out, f"speed_kernels_{env['backend']}", env, rows)
     print(f"[speed.kernels] wrote {path}")
