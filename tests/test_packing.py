@@ -60,9 +60,9 @@ def test_unpack_reads_values_packed_under_jit_against_a_tree_of_other_values():
 
 def test_unpack_refuses_vectors_that_do_not_match_the_dtypes_of_like():
     like = {"count": jnp.int32(0), "rates": jnp.zeros(2)}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^1 vectors for leaves of 2 dtypes$"):
         unpack(pack(like)[:1], like)  # the float vector missing
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^3 vectors for leaves of 2 dtypes$"):
         unpack((*pack(like), jnp.zeros(1)), like)  # one vector too many
 
 
@@ -95,8 +95,22 @@ def test_packed_is_one_leaf_per_dtype_and_reads_every_field_back():
     unpacked = packed.unpacked()
     assert isinstance(unpacked, Scalars)
     jax.tree.map(np.testing.assert_array_equal, unpacked, _scalars())
-    with pytest.raises(AttributeError, match="no attribute 'missing'"):
+    with pytest.raises(AttributeError, match=r"^Packed has no attribute 'missing'$"):
         packed.missing  # noqa: B018
+
+
+def test_a_packed_without_its_layout_yet_has_no_layout_and_no_dunder_attributes():
+    # An instance made by tuple.__new__ alone, as a protocol that builds an object before its
+    # state may do: what copy and pickle look up reads as missing, not as a recursion through
+    # the layout that is not there.
+    half_built = tuple.__new__(Packed, ())
+    assert not hasattr(half_built, "_layout")
+    assert not hasattr(half_built, "__setstate__")
+
+
+def test_the_repr_of_a_packed_whose_leaves_are_not_arrays_shows_the_leaves():
+    described = jax.tree.map(lambda vector: f"{vector.dtype} vector", Packed.of(_scalars()))
+    assert repr(described) == "Packed(('int32 vector', 'float32 vector', 'bool vector'))"
 
 
 def test_packed_passes_through_jit_and_tree_map_and_replaces_fields():

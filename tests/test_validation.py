@@ -137,14 +137,22 @@ CHECKS = [
 @settings(max_examples=60, deadline=None)
 @given(
     leaves=st.lists(st.lists(ENTRIES, min_size=1, max_size=6), min_size=1, max_size=3),
-    layout=st.sampled_from(["vector", "row", "column", "cube"]),
+    layout=st.sampled_from(["vector", "row", "column", "cube", "block"]),
 )
 def test_all_finite_is_exact_whether_or_not_the_sum_overflows(check, leaves, layout):
     # Finite entries whose sum overflows (3e38 + 3e38) take the exact check; inf - inf (a nan
     # sum) and every other non-finite entry read as not finite. Matrices and arrays of more
-    # dimensions are summed by a product with ones on a CPU.
+    # dimensions are summed by a product with ones on a CPU; a block's entry is repeated over
+    # two trailing axes of different lengths.
     shapes = {"vector": (-1,), "row": (1, -1), "column": (-1, 1), "cube": (-1, 1, 1)}
-    arrays = [jnp.asarray(leaf, jnp.float32).reshape(shapes[layout]) for leaf in leaves]
+
+    def arranged(leaf):
+        array = jnp.asarray(leaf, jnp.float32)
+        if layout == "block":
+            return jnp.broadcast_to(array[:, None, None], (array.size, 2, 3))
+        return array.reshape(shapes[layout])
+
+    arrays = [arranged(leaf) for leaf in leaves]
     expected = all(np.isfinite(np.asarray(a)).all() for a in arrays)
     assert bool(check(arrays)) is expected
     assert bool(jax.jit(check)(arrays)) is expected
