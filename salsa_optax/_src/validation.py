@@ -127,31 +127,41 @@ def check_line_search_args(
 def _check_like_params(transform: str, params: Any, **trees: Any) -> None:
     # The search pairs the leaves of params, grad and updates in order: a tree with a leaf
     # missing or of another shape would pair the wrong ones, or fail deep inside a product.
-    paths_and_leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    # Only shapes are read here, on every update; the paths and the message only on an error.
+    shapes = [jnp.shape(leaf) for leaf in jax.tree.leaves(params)]
     for name, tree in trees.items():
         if tree is None:
             continue
-        leaves = jax.tree.leaves(tree)
-        source = ", as `jax.value_and_grad(loss_fn)(params)` gives it" if name == "grad" else ""
-        hint = (
-            f"{name} must have one leaf per leaf of params, of its shape{source}. A wrapper that "
-            "passes a part of the parameters (optax.masked, optax.multi_transform) passes the "
-            "whole grad and a value_fn of all the parameters: apply the line search to all of "
-            "them."
+        if [jnp.shape(leaf) for leaf in jax.tree.leaves(tree)] != shapes:
+            raise _unlike_params_error(transform, params, name, tree)
+
+
+def _unlike_params_error(transform: str, params: Any, name: str, tree: Any) -> ValueError:
+    """The error for a ``tree`` (``grad`` or the updates) whose leaves are not ``params``'."""
+    paths_and_leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    leaves = jax.tree.leaves(tree)
+    source = ", as `jax.value_and_grad(loss_fn)(params)` gives it" if name == "grad" else ""
+    hint = (
+        f"{name} must have one leaf per leaf of params, of its shape{source}. A wrapper that "
+        "passes a part of the parameters (optax.masked, optax.multi_transform) passes the "
+        "whole grad and a value_fn of all the parameters: apply the line search to all of "
+        "them."
+    )
+    if len(leaves) != len(paths_and_leaves):
+        return ValueError(
+            f"{name} passed to {transform}.update and params differ in their number of "
+            f"leaves ({len(leaves)} against {len(paths_and_leaves)}): {name} is "
+            f"{jax.tree.structure(tree)}, params is {jax.tree.structure(params)}. {hint}"
         )
-        if len(leaves) != len(paths_and_leaves):
-            raise ValueError(
-                f"{name} passed to {transform}.update and params differ in their number of "
-                f"leaves ({len(leaves)} against {len(paths_and_leaves)}): {name} is "
-                f"{jax.tree.structure(tree)}, params is {jax.tree.structure(params)}. {hint}"
-            )
-        for leaf, (path, param) in zip(leaves, paths_and_leaves, strict=True):
-            if jnp.shape(leaf) != jnp.shape(param):
-                raise ValueError(
-                    f"{name} passed to {transform}.update has a leaf of shape "
-                    f"{jnp.shape(leaf)} where params{jax.tree_util.keystr(path)} has shape "
-                    f"{jnp.shape(param)}. {hint}"
-                )
+    path, leaf, param = next(
+        (path, leaf, param)
+        for leaf, (path, param) in zip(leaves, paths_and_leaves, strict=True)
+        if jnp.shape(leaf) != jnp.shape(param)
+    )
+    return ValueError(
+        f"{name} passed to {transform}.update has a leaf of shape {jnp.shape(leaf)} where "
+        f"params{jax.tree_util.keystr(path)} has shape {jnp.shape(param)}. {hint}"
+    )
 
 
 def value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]) -> dict[str, Any]:
