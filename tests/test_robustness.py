@@ -415,3 +415,25 @@ def test_salsa_inside_optax_masked_gets_an_error_instead_of_pairing_the_wrong_le
     )
     with pytest.raises(ValueError, match=f"^{message}"):
         tx.update(grad, tx.init(params), params, value=value, grad=grad, value_fn=loss)
+
+
+@pytest.mark.parametrize("alias", ["salsa", "salsa_sgd", "sls", "salsa_published", "salsa_paper"])
+@pytest.mark.parametrize("params", [{}, (), {"frozen": None}], ids=["dict", "tuple", "none_leaf"])
+def test_parameters_without_leaves_take_no_step(alias, params):
+    """A model whose trainable parameters are all filtered out gives a tree without leaves, as
+    optax.adam accepts: each step has nothing to search, updates nothing and says so."""
+    tx = getattr(salsa_optax, alias)()
+    loss = lambda p: jnp.float32(2.0)
+
+    @jax.jit
+    def step(state):
+        return tx.update(params, state, params, value=loss(params), grad=params, value_fn=loss)
+
+    state = tx.init(params)
+    for _ in range(3):
+        updates, state = step(state)
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+    assert int(state.count) == 0
+    assert int(state.info.search_outcome) == armijo.NON_DESCENT
+    assert int(state.info.total_nondescent_skipped) == 3
+    assert float(state.learning_rate) == float(tx.init(params).learning_rate)

@@ -470,7 +470,11 @@ def _per_leaf(fn: Any, *trees: Any) -> Any:
       >>> _per_leaf(lambda x: jnp.sum(x), {"a": jnp.ones(2), "b": jnp.ones(3)}).tolist()
       [2.0, 3.0]
     """
-    leaves = zip(*(jax.tree.leaves(tree) for tree in trees), strict=True)
+    leaves = list(zip(*(jax.tree.leaves(tree) for tree in trees), strict=True))
+    if not leaves:
+        # Parameters without leaves: per output, a vector of no entries of the type fn gives.
+        outputs = jax.eval_shape(fn, *(jnp.zeros(()) for _ in trees))
+        return jax.tree.map(lambda output: jnp.zeros((0,), output.dtype), outputs)
     return jax.tree.map(lambda *values: jnp.stack(values), *(fn(*leaf) for leaf in leaves))
 
 
@@ -791,7 +795,9 @@ def salsa_transformation(
             # What info.step_size reports: the step of the leaf with the largest multiplier.
             if not per_leaf:
                 return inputs.shared
-            return jnp.max(gated(distance_state.multipliers, inputs.noisy))
+            multipliers = gated(distance_state.multipliers, inputs.noisy)
+            # Parameters without leaves move by the step size alone.
+            return jnp.max(multipliers) if multipliers.size else jnp.ones((), multipliers.dtype)
 
         # The branches below return scalars only: the parameter-sized update is formed once,
         # outside, where XLA fuses it with the direction's own element-wise work.
