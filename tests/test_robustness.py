@@ -437,3 +437,40 @@ def test_parameters_without_leaves_take_no_step(alias, params):
     assert int(state.info.search_outcome) == armijo.NON_DESCENT
     assert int(state.info.total_nondescent_skipped) == 3
     assert float(state.learning_rate) == float(tx.init(params).learning_rate)
+
+
+@pytest.mark.parametrize(
+    ("last_outcome", "searches"), [(armijo.ACCEPTED, False), (armijo.EXHAUSTED, True)]
+)
+def test_a_step_after_an_exhausted_search_searches_again(last_outcome, searches):
+    """With the schedule settled (equal averages, a search one step ago) the next step skips the
+    search after an accepted one, but not after one whose every trial was rejected: its stored
+    step size was never accepted."""
+    tx = salsa_optax.salsa()
+    state = tx.init(jnp.zeros(3))
+    state = optax.tree.set(
+        state, count=50, steps_since_search=0, learning_rate_fast=0.1, learning_rate_slow=0.1
+    )
+    info = state.info._replace(search_outcome=jnp.asarray(last_outcome, jnp.int32))
+    state = state._replace(scalars=state.scalars._replace(info=info))
+    value, grad = jax.value_and_grad(_mse)(jnp.zeros(3), X, Y)
+    _, new_state = tx.update(
+        grad, state, jnp.zeros(3), value=value, grad=grad, value_fn=_mse, x=X, y=Y
+    )
+    assert bool(new_state.info.searched) is searches
+
+
+def test_searches_that_never_accept_never_let_an_untested_step_through():
+    """A loss so steep that 100 trials from the initial step size are all rejected (a linear
+    least squares scaled by 1e10, along the gradient): every search exhausts, so every step
+    searches and the parameters stay put. Before, once the averages settled (step 70) the
+    schedule took the untested step size 1 and the loss went from 4e10 to 1e31."""
+    tx = salsa_optax.salsa_sgd()
+    loss = lambda p, x, y: 1e10 * _mse(p, x, y)
+    step = make_minibatch_step(tx, loss)
+    params, state = jnp.zeros(3), tx.init(jnp.zeros(3))
+    for _ in range(100):
+        params, state = step(params, state, X, Y)
+        assert bool(state.info.searched)
+    np.testing.assert_array_equal(params, jnp.zeros(3))
+    assert int(state.info.total_exhausted) == 100

@@ -42,9 +42,10 @@ class SalsaInfo(NamedTuple):
       searched: whether the last step ran the line search.
       search_outcome: the last step's: ``0`` skipped by the schedule, ``1`` accepted by the
         smoothed Armijo test, ``2`` accepted with an exactly zero loss decrease, ``3`` every trial
-        rejected (no step, stored step size kept), ``4`` bypassed (``reference_bypass`` only),
-        ``5`` the direction was not a descent direction (no step, state kept), ``6`` ``value``,
-        ``grad`` or the updates were not finite (no step, state kept).
+        rejected (no step, stored step size kept, the next step searches), ``4`` bypassed
+        (``reference_bypass`` only), ``5`` the direction was not a descent direction (no step,
+        state kept), ``6`` ``value``, ``grad`` or the updates were not finite (no step, state
+        kept).
       num_evaluations: calls of ``value_fn`` in the last step (the gradient evaluation made by
         the caller is not counted).
       num_backtracks: rejected trials in the last step.
@@ -1046,7 +1047,10 @@ def salsa_transformation(
             unpacked_scalars.learning_rate_fast,
             unpacked_scalars.learning_rate_slow,
             schedule_config,
-        )
+        ) | (unpacked_scalars.info.search_outcome == armijo.EXHAUSTED)
+        # After a search whose every trial was rejected, the step size it kept has just failed
+        # the test (trials start at or above it): the next step searches again rather than take
+        # it untested, as the schedule would once its averages settle.
         measures = False
         if rescales and (rescale_each_step or multiplier_noise is None):
             measures = True
@@ -1145,8 +1149,9 @@ def scale_by_salsa(
   Whatever the loss's offset or sign, the test compares decreases. Guards: a search whose
   direction is not a descent direction (:math:`\langle g, d\rangle \ge 0`) takes no step and
   keeps the state; a search whose every trial is rejected takes no step and keeps the stored step
-  size (and checks that ``value_fn`` agrees with ``value``); a step whose ``value``, ``grad`` or
-  updates are not finite takes no step and keeps the state. ``state.info`` counts each.
+  size (and checks that ``value_fn`` agrees with ``value``), and the next step searches again
+  whatever the schedule, since that step size has just failed the test; a step whose ``value``,
+  ``grad`` or updates are not finite takes no step and keeps the state. ``state.info`` counts each.
 
   Args:
     slope_rtol: :math:`c`, the fraction of the linear decrease the step must achieve.
