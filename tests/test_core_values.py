@@ -1197,7 +1197,7 @@ def test_growth_margin_stores_the_step_size_grown_by_the_first_trials_margin(
     "options, outcome, stored, update",
     [
         (dict(decrease_factor=0.5), ACCEPTED, 0.5, -1.0),
-        (dict(max_backtracking_steps=1), EXHAUSTED, 1.0, 0.0),
+        (dict(max_backtracking_steps=1), EXHAUSTED, 0.8, 0.0),
     ],
     ids=["after_a_backtrack", "after_an_exhausted_search"],
 )
@@ -1207,7 +1207,8 @@ def test_growth_margin_does_not_grow_unless_the_first_trial_passed(
     """c = 1/4, f = w^2 at w = 1: eta = 1 lands on the mirror point (rejected, margin 1 > m0 = 0).
     With a second trial, eta = 1/2 lands on the minimum (lhs = 1 = 2 rhs, margin 1) and is
     accepted: the stored step size is the accepted 1/2, not 1. With one trial allowed the search
-    is exhausted: the stored step size is kept."""
+    is exhausted, the first search of the run: it stores the step size below its trial, 0.8 (not
+    grown either)."""
     tx = _sgd_search(
         slope_rtol=0.25, smoothing=0.0, increase_factor=1.0, initial_learning_rate=1.0,
         growth_margin=0.0, **options,

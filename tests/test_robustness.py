@@ -460,17 +460,45 @@ def test_a_step_after_an_exhausted_search_searches_again(last_outcome, searches)
     assert bool(new_state.info.searched) is searches
 
 
-def test_searches_that_never_accept_never_let_an_untested_step_through():
+def test_a_run_whose_initial_step_size_is_far_too_large_goes_on_down_and_converges():
     """A loss so steep that 100 trials from the initial step size are all rejected (a linear
-    least squares scaled by 1e10, along the gradient): every search exhausts, so every step
-    searches and the parameters stay put. Before, once the averages settled (step 70) the
-    schedule took the untested step size 1 and the loss went from 4e10 to 1e31."""
+    least squares scaled by 1e10, along the gradient): the first search exhausts and stores the
+    step size below its last trial, the next goes on down from there, and the run converges
+    without an untested step. Before, the exhausted searches kept the step size 1 until the
+    schedule's averages settled (step 70); it then took that step untested and the loss went
+    from 4e10 to 1e31."""
     tx = salsa_optax.salsa_sgd()
     loss = lambda p, x, y: 1e10 * _mse(p, x, y)
     step = make_minibatch_step(tx, loss)
     params, state = jnp.zeros(3), tx.init(jnp.zeros(3))
+    initial = float(loss(params, X, Y))
     for _ in range(100):
         params, state = step(params, state, X, Y)
-        assert bool(state.info.searched)
-    np.testing.assert_array_equal(params, jnp.zeros(3))
-    assert int(state.info.total_exhausted) == 100
+        assert float(loss(params, X, Y)) <= initial
+    assert int(state.info.total_exhausted) == 1
+    assert float(loss(params, X, Y)) < 1e-6 * initial
+    assert float(state.learning_rate) < 1e-9
+
+
+@pytest.mark.parametrize(
+    ("searches_before", "disagrees", "stored"),
+    [(0, False, 0.8**10), (0, True, 1.0), (1, False, 1.0)],
+    ids=["first_search", "first_search_value_fn_disagrees", "after_an_accepted_search"],
+)
+def test_what_an_exhausted_search_stores(searches_before, disagrees, stored):
+    """Every trial is worse than `value` (10 trials from 1). Before any search has accepted a
+    trial the stored step size is the initial guess: the search stores the one below its last
+    trial, 0.8^10, unless value_fn disagrees with value (not the step size's fault). After an
+    accepted search it keeps the stored step size: at a minimum round-off rejects every trial,
+    and going on down would shrink it to zero."""
+    w, g = jnp.array([1.0, 2.0]), jnp.array([1.0, -1.0])
+    value = 1.0
+    value_fn = lambda p: jnp.where(jnp.all(p == w), value + disagrees, value + 1.0)
+    tx = salsa_optax.salsa_sgd(max_backtracking_steps=10)
+    state = tx.init(w)
+    info = state.info._replace(total_searches=jnp.asarray(searches_before, jnp.int32))
+    state = state._replace(scalars=state.scalars._replace(info=info))
+    _, state = tx.update(g, state, w, value=value, grad=g, value_fn=value_fn)
+    assert int(state.info.search_outcome) == armijo.EXHAUSTED
+    assert int(state.info.total_value_mismatches) == disagrees
+    np.testing.assert_allclose(float(state.learning_rate), stored, rtol=1e-6)

@@ -11,7 +11,7 @@ import optax
 SKIPPED = 0  # the search-frequency schedule skipped the search; the stored step size was taken
 ACCEPTED = 1  # a trial passed the smoothed Armijo test
 ZERO_DECREASE = 2  # an exactly equal loss where the test asks less than round-off: accepted
-# Every trial was rejected: no step, the stored step size kept; the next step searches again.
+# Every trial was rejected: no step; the next step searches (the transform says what it stores).
 EXHAUSTED = 3
 BYPASSED = 4  # reference_bypass only: loss or smoothed slope below 1e-8, stored step untested
 NON_DESCENT = 5  # the search direction's slope was not positive: no step, the state kept

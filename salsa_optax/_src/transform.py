@@ -42,7 +42,8 @@ class SalsaInfo(NamedTuple):
       searched: whether the last step ran the line search.
       search_outcome: the last step's: ``0`` skipped by the schedule, ``1`` accepted by the
         smoothed Armijo test, ``2`` accepted with an exactly zero loss decrease, ``3`` every trial
-        rejected (no step, stored step size kept, the next step searches), ``4`` bypassed
+        rejected (no step, the next step searches; the stored step size kept, or before any
+        search accepted a trial the one below the last trial), ``4`` bypassed
         (``reference_bypass`` only), ``5`` the direction was not a descent direction (no step,
         state kept), ``6`` ``value``, ``grad`` or the updates were not finite (no step, state
         kept).
@@ -849,7 +850,20 @@ def salsa_transformation(
                 lambda: _differs(loss_and_aux(params)[0].astype(dtype), value),
                 lambda: jnp.asarray(False),
             )
-            step_size = result.step_size
+            # An exhausted search keeps the stored step size, so that one bad batch does not
+            # collapse it, unless no search has accepted a trial yet: the stored step size is
+            # then the initial guess, never accepted. It then stores the step size below its
+            # last trial, as the authors' optimizer always does, and the next search goes on
+            # down from there; not when value_fn disagrees with value (the search failed on
+            # value_fn, not on the step size). After a first acceptance, exhausted searches keep
+            # it: at a minimum, where round-off rejects every trial, it would shrink to zero.
+            untested = totals.total_searches == (
+                totals.total_exhausted + totals.total_nondescent_skipped
+            )
+            below_last_trial = inputs.proposal * decrease_factor**result.num_evaluations
+            step_size = jnp.where(
+                exhausted & untested & ~mismatch, below_last_trial, result.step_size
+            ).astype(result.step_size.dtype)
             if growth_margin is not None:
                 step_size = _grown_by_margin(step_size, result, growth_margin, cap)
             fast, slow = search_frequency.update_averages(
@@ -1150,7 +1164,10 @@ def scale_by_salsa(
   direction is not a descent direction (:math:`\langle g, d\rangle \ge 0`) takes no step and
   keeps the state; a search whose every trial is rejected takes no step and keeps the stored step
   size (and checks that ``value_fn`` agrees with ``value``), and the next step searches again
-  whatever the schedule, since that step size has just failed the test; a step whose ``value``,
+  whatever the schedule, since that step size has just failed the test; before any search has
+  accepted a trial it stores the step size below its last trial instead, so that the next
+  search goes on down from an initial step size that was too large (unless ``value_fn``
+  disagrees with ``value``); a step whose ``value``,
   ``grad`` or updates are not finite takes no step and keeps the state. ``state.info`` counts each.
 
   Args:
