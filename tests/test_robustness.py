@@ -481,22 +481,36 @@ def test_a_run_whose_initial_step_size_is_far_too_large_goes_on_down_and_converg
 
 
 @pytest.mark.parametrize(
-    ("searches_before", "disagrees", "stored"),
-    [(0, False, 0.8**10), (0, True, 1.0), (1, False, 1.0)],
-    ids=["first_search", "first_search_value_fn_disagrees", "after_an_accepted_search"],
+    ("searches_before", "nondescent_before", "disagrees", "stored"),
+    [
+        (0, 0, False, 1.1 * 0.8**10),
+        (0, 0, True, 1.0),
+        (1, 0, False, 1.0),
+        (1, 1, False, 1.1 * 0.8**10),
+    ],
+    ids=[
+        "first_search",
+        "first_search_value_fn_disagrees",
+        "after_an_accepted_search",
+        "after_a_non_descent_search",
+    ],
 )
-def test_what_an_exhausted_search_stores(searches_before, disagrees, stored):
-    """Every trial is worse than `value` (10 trials from 1). Before any search has accepted a
-    trial the stored step size is the initial guess: the search stores the one below its last
-    trial, 0.8^10, unless value_fn disagrees with value (not the step size's fault). After an
+def test_what_an_exhausted_search_stores(searches_before, nondescent_before, disagrees, stored):
+    """Every trial is worse than `value` (10 trials from 1.1, the stored 1 grown). Before any
+    search has accepted a trial the stored step size is the initial guess: the search stores the
+    one below its last trial, 1.1 * 0.8^10, unless value_fn disagrees with value (not the step
+    size's fault); a search that found no descent direction accepted nothing either. After an
     accepted search it keeps the stored step size: at a minimum round-off rejects every trial,
     and going on down would shrink it to zero."""
     w, g = jnp.array([1.0, 2.0]), jnp.array([1.0, -1.0])
     value = 1.0
     value_fn = lambda p: jnp.where(jnp.all(p == w), value + disagrees, value + 1.0)
-    tx = salsa_optax.salsa_sgd(max_backtracking_steps=10)
+    tx = salsa_optax.salsa_sgd(max_backtracking_steps=10, increase_factor=1.1)
     state = tx.init(w)
-    info = state.info._replace(total_searches=jnp.asarray(searches_before, jnp.int32))
+    info = state.info._replace(
+        total_searches=jnp.asarray(searches_before, jnp.int32),
+        total_nondescent_skipped=jnp.asarray(nondescent_before, jnp.int32),
+    )
     state = state._replace(scalars=state.scalars._replace(info=info))
     _, state = tx.update(g, state, w, value=value, grad=g, value_fn=value_fn)
     assert int(state.info.search_outcome) == armijo.EXHAUSTED
