@@ -97,3 +97,30 @@ def test_smoothed_test_rejects_nonfinite_and_accepts_sufficient_decrease():
     # The running average carries earlier decreases: 0.9 * 5 + 0.1 * 1 = 4.6 >= 0.5 * 1 * 9.
     assert armijo.smoothed_armijo_test(1.0, 5.0, 9.0, 1.0, config)[0]
     assert not armijo.smoothed_armijo_test(1.0, 5.0, 9.3, 1.0, config)[0]
+
+
+@pytest.mark.parametrize(
+    ("loss_at", "descent", "outcome", "end_step_size"),
+    [
+        (lambda eta: 1.0 + eta, True, armijo.EXHAUSTED, 0.125),  # 1, 1/2, 1/4 rejected
+        (lambda eta: 1.0 - eta, True, armijo.ACCEPTED, 1.0),  # the first trial passed
+        (lambda eta: jnp.where(eta < 0.3, 0.0, 2.0), True, armijo.ACCEPTED, 0.25),
+        (lambda eta: 0.0 * eta, False, armijo.NON_DESCENT, 1.0),  # no trial made
+    ],
+    ids=["exhausted", "first_trial", "third_trial", "non_descent"],
+)
+def test_where_a_search_ends(loss_at, descent, outcome, end_step_size):
+    """end_step_size is the accepted step size, or below the last trial when all were rejected
+    (three trials from 1, halving), or the first trial when none was made."""
+    config = armijo.ArmijoConfig(
+        slope_rtol=0.5, smoothing=0.0, decrease_factor=0.5, max_backtracking_steps=3
+    )
+    f32 = jnp.float32
+    result = armijo.backtracking_search(
+        lambda eta: (jnp.asarray(loss_at(eta), f32), None),
+        f32(1.0), f32(0.0), f32(1.0), f32(0.7), f32(1.0), config, descent=jnp.asarray(descent),
+    )  # fmt: skip
+    assert int(result.outcome) == outcome
+    assert float(result.end_step_size) == end_step_size
+    # What it stores is the stored 0.7 unless a trial passed.
+    assert float(result.step_size) == (end_step_size if outcome == armijo.ACCEPTED else f32(0.7))

@@ -353,7 +353,7 @@ def test_multiplier_noise_predicts_a_quadratic_exactly_past_the_accepted_trial()
     slope, a, eta, m = 3.0, 2.0, 0.25, 1.5
     f = lambda s: 1 - slope * s + a * s**2
     noise = transform.NoiseState(*(jnp.zeros(()),) * 5)._replace(pending=jnp.asarray(False))
-    result = armijo.SearchResult(eta, eta, 0.0, f(0) - f(eta), 1, ACCEPTED, 0.0, None)
+    result = armijo.SearchResult(eta, eta, 0.0, f(0) - f(eta), 1, ACCEPTED, 0.0, eta, None)
     leaf_slopes = jnp.array([-1.0, -2.0])  # sums to -S
     multipliers = jnp.array([m, m])
     predicted = transform._predicted_noise(
@@ -375,7 +375,7 @@ def test_multiplier_noise_predicts_from_the_decayed_start_and_after_no_step():
     f = lambda s: 1 + c - slope * s + a * s**2
     noise = transform.NoiseState(*(jnp.zeros(()),) * 5)._replace(pending=jnp.asarray(False))
     leaf_slopes, multipliers = jnp.array([-1.0, -2.0]), jnp.array([m, m])
-    result = armijo.SearchResult(eta, eta, 0.0, 1.0 - f(eta), 1, ACCEPTED, 0.0, None)
+    result = armijo.SearchResult(eta, eta, 0.0, 1.0 - f(eta), 1, ACCEPTED, 0.0, eta, None)
     predicted = transform._predicted_noise(
         noise, leaf_slopes, multipliers, result, jnp.asarray(1.0), slope, c, True
     )
@@ -511,7 +511,7 @@ def test_distance_multipliers_by_value():
 def test_grown_by_margin_by_value(outcome, evaluations, margin, margin0, cap, stored):
     f32 = jnp.float32
     result = armijo.SearchResult(
-        f32(0.5), f32(0.5), f32(0), f32(1), evaluations, outcome, f32(margin), None
+        f32(0.5), f32(0.5), f32(0), f32(1), evaluations, outcome, f32(margin), f32(0.5), None
     )
     grown = transform._grown_by_margin(f32(0.5), result, margin0, cap)
     assert grown.dtype == f32  # with float64 enabled

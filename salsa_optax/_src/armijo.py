@@ -49,6 +49,9 @@ class SearchResult(NamedTuple):
       outcome: one of ``ACCEPTED``, ``ZERO_DECREASE``, ``EXHAUSTED``, ``BYPASSED``,
         ``NON_DESCENT``.
       min_margin: smallest ``|lhs - rhs| / |rhs|`` over the tests made (``inf`` when none).
+      end_step_size: the step size the search ended at: the accepted one; when every trial was
+        rejected, the one below the last trial (the next it would have tried); the first trial
+        when none was made.
       aux: the auxiliary output of the accepted trial (``aux`` given to the search otherwise).
     """
 
@@ -59,6 +62,7 @@ class SearchResult(NamedTuple):
     num_evaluations: jax.Array
     outcome: jax.Array
     min_margin: jax.Array
+    end_step_size: jax.Array
     aux: Any
 
 
@@ -213,5 +217,6 @@ def backtracking_search(
         num_evaluations=end.num_evaluations,
         outcome=outcome,
         min_margin=end.min_margin,
+        end_step_size=end.step_size,
         aux=end.aux,
     )

@@ -243,7 +243,7 @@ def _predicted_noise(
       >>> f = jnp.float32
       >>> noise = NoiseState(jnp.bool_(False), f(0), f(0), f(0), f(0))
       >>> # f(s) = 1 - 2 s + s^2 along the line; the accepted trial at 0.5 decreased it by 0.75.
-      >>> result = armijo.SearchResult(f(0.5), f(0.5), f(0), f(0.75), 1, 1, f(0), None)
+      >>> result = armijo.SearchResult(f(0.5), f(0.5), f(0), f(0.75), 1, 1, f(0), f(0.5), None)
       >>> doubled = _predicted_noise(noise, jnp.array([-2.0]), jnp.array([2.0]), result, f(1),
       ...                            f(2), 0.0, True)
       >>> bool(doubled.pending), float(doubled.predicted_value), float(doubled.linear_change)
@@ -860,9 +860,8 @@ def salsa_transformation(
             untested = totals.total_searches == (
                 totals.total_exhausted + totals.total_nondescent_skipped
             )
-            below_last_trial = inputs.proposal * decrease_factor**result.num_evaluations
             step_size = jnp.where(
-                exhausted & untested & ~mismatch, below_last_trial, result.step_size
+                exhausted & untested & ~mismatch, result.end_step_size, result.step_size
             ).astype(result.step_size.dtype)
             if growth_margin is not None:
                 step_size = _grown_by_margin(step_size, result, growth_margin, cap)
@@ -1167,8 +1166,8 @@ def scale_by_salsa(
   whatever the schedule, since that step size has just failed the test; before any search has
   accepted a trial it stores the step size below its last trial instead, so that the next
   search goes on down from an initial step size that was too large (unless ``value_fn``
-  disagrees with ``value``); a step whose ``value``,
-  ``grad`` or updates are not finite takes no step and keeps the state. ``state.info`` counts each.
+  disagrees with ``value``); a step whose ``value``, ``grad`` or updates are not finite takes no
+  step and keeps the state. ``state.info`` counts each.
 
   Args:
     slope_rtol: :math:`c`, the fraction of the linear decrease the step must achieve.
