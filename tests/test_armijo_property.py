@@ -100,18 +100,19 @@ def test_smoothed_test_rejects_nonfinite_and_accepts_sufficient_decrease():
 
 
 @pytest.mark.parametrize(
-    ("loss_at", "descent", "outcome", "end_step_size"),
+    ("loss_at", "descent", "outcome", "end_step_size", "decrease"),
     [
-        (lambda eta: 1.0 + eta, True, armijo.EXHAUSTED, 0.125),  # 1, 1/2, 1/4 rejected
-        (lambda eta: 1.0 - eta, True, armijo.ACCEPTED, 1.0),  # the first trial passed
-        (lambda eta: jnp.where(eta < 0.3, 0.0, 2.0), True, armijo.ACCEPTED, 0.25),
-        (lambda eta: 0.0 * eta, False, armijo.NON_DESCENT, 1.0),  # no trial made
+        (lambda eta: 1.0 + eta, True, armijo.EXHAUSTED, 0.125, 0.0),  # 1, 1/2, 1/4 rejected
+        (lambda eta: 1.0 - eta, True, armijo.ACCEPTED, 1.0, 1.0),  # the first trial passed
+        (lambda eta: jnp.where(eta < 0.3, 0.0, 2.0), True, armijo.ACCEPTED, 0.25, 1.0),
+        (lambda eta: 0.0 * eta, False, armijo.NON_DESCENT, 1.0, 0.0),  # no trial made
     ],
     ids=["exhausted", "first_trial", "third_trial", "non_descent"],
 )
-def test_where_a_search_ends(loss_at, descent, outcome, end_step_size):
+def test_where_a_search_ends(loss_at, descent, outcome, end_step_size, decrease):
     """end_step_size is the accepted step size, or below the last trial when all were rejected
-    (three trials from 1, halving), or the first trial when none was made."""
+    (three trials from 1, halving), or the first trial when none was made; decrease is the
+    accepted trial's, 0 when none was accepted (not the last rejected one's)."""
     config = armijo.ArmijoConfig(
         slope_rtol=0.5, smoothing=0.0, decrease_factor=0.5, max_backtracking_steps=3
     )
@@ -122,5 +123,6 @@ def test_where_a_search_ends(loss_at, descent, outcome, end_step_size):
     )  # fmt: skip
     assert int(result.outcome) == outcome
     assert float(result.end_step_size) == end_step_size
+    assert float(result.decrease) == decrease
     # What it stores is the stored 0.7 unless a trial passed.
     assert float(result.step_size) == (end_step_size if outcome == armijo.ACCEPTED else f32(0.7))
